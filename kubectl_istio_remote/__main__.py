@@ -1,0 +1,3 @@
+from kubectl_istio_remote.cli import main
+
+main()

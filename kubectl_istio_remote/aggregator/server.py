@@ -1,0 +1,206 @@
+"""The aggregator's side facing istioctl: an ADS server that fans each request out and merges.
+
+istioctl opens one stream, sends one DiscoveryRequest and reads the first response of its type,
+so every request on a stream gets exactly one merged response, and the stream stays open until
+the client closes it (closing first can make istioctl read end-of-stream instead of the answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+import grpc
+from envoy.service.discovery.v3 import ads_pb2_grpc
+from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest, DiscoveryResponse
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+
+from kubectl_istio_remote.aggregator.discovery import TargetSource
+from kubectl_istio_remote.aggregator.merge import DEFAULT_CONTROL_PLANE_ID, Answer, merge
+from kubectl_istio_remote.aggregator.upstream import Dialer, IstiodPool, UpstreamFailure, client_tls_context
+
+log = logging.getLogger(__name__)
+
+FAILED_METADATA_KEY = "x-istio-remote-failed"
+FORWARDED_METADATA = frozenset({"authorization"})
+ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
+#: istiod refusing the caller is the caller's problem to fix, so keep istiod's own code for it.
+CALLER_CODES = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that shapes the server, apart from where the istiods are."""
+
+    listen: str = "127.0.0.1:0"
+    #: (key PEM, certificate PEM) for TLS towards clients; None serves plaintext.
+    serving_pair: tuple[bytes, bytes] | None = None
+    istiod_ca_file: str | None = None
+    istiod_plaintext: bool = False
+    istiod_timeout: float = 10.0
+    require_all: bool = False
+    control_plane_id: str = DEFAULT_CONTROL_PLANE_ID
+    max_message_bytes: int = 512 * 1024 * 1024
+
+    @property
+    def channel_options(self) -> list[tuple[str, int]]:
+        return [
+            ("grpc.max_send_message_length", self.max_message_bytes),
+            ("grpc.max_receive_message_length", self.max_message_bytes),
+        ]
+
+
+class AggregationError(Exception):
+    """No answer can be given; carries the status the client should see."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, failures: Sequence[UpstreamFailure] = ()) -> None:
+        super().__init__(message)
+        self.code = code
+        self.failures = list(failures)
+
+
+class FanOut:
+    """Asks every replica at once, each under its own deadline, and merges what comes back in time."""
+
+    def __init__(self, pool: IstiodPool, source: TargetSource, settings: Settings) -> None:
+        self._pool = pool
+        self._source = source
+        self._settings = settings
+
+    async def answer(
+        self, request: DiscoveryRequest, metadata: Sequence[tuple[str, str]]
+    ) -> tuple[DiscoveryResponse, list[UpstreamFailure]]:
+        links = self._pool.links()
+        if not links:
+            raise AggregationError(grpc.StatusCode.UNAVAILABLE, f"no istiod found: no {self._source.description}")
+        results = await asyncio.gather(
+            *(link.ask(request, metadata, self._settings.istiod_timeout) for link in links), return_exceptions=True
+        )
+        answers: list[Answer] = []
+        failures: list[UpstreamFailure] = []
+        for link, result in zip(links, results):
+            if isinstance(result, DiscoveryResponse):
+                answers.append(Answer(link.target.name, result))
+            elif isinstance(result, UpstreamFailure):
+                failures.append(result)
+            elif isinstance(result, Exception):
+                failures.append(UpstreamFailure(link.target.name, f"{type(result).__name__}: {result}"))
+            else:
+                raise result
+        for failure in failures:
+            log.warning("istiod %s failed %s: %s", failure.istiod, request.type_url, failure.reason)
+        if not answers:
+            codes = {failure.code for failure in failures}
+            code = codes.pop() if len(codes) == 1 and codes <= CALLER_CODES else grpc.StatusCode.UNAVAILABLE
+            raise AggregationError(code, "no istiod answered: " + "; ".join(map(str, failures)), failures)
+        if failures and self._settings.require_all:
+            raise AggregationError(
+                grpc.StatusCode.UNAVAILABLE,
+                f"{len(failures)} of {len(links)} istiods failed (--require-all): " + "; ".join(map(str, failures)),
+                failures,
+            )
+        return merge(request, answers, self._settings.control_plane_id), failures
+
+
+def failed_metadata(failures: Sequence[UpstreamFailure]) -> tuple[tuple[str, str], ...]:
+    """One `x-istio-remote-failed` entry per failed replica, as printable ASCII."""
+    return tuple((FAILED_METADATA_KEY, _printable(str(failure))) for failure in failures)
+
+
+def _printable(text: str) -> str:
+    return "".join(char if " " <= char <= "~" else "?" for char in text)
+
+
+class AggregatingDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
+    def __init__(self, fan_out: FanOut) -> None:
+        self._fan_out = fan_out
+
+    async def StreamAggregatedResources(
+        self, request_iterator: AsyncIterator[DiscoveryRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[DiscoveryResponse]:
+        forwarded = [(key, value) for key, value in context.invocation_metadata() if key in FORWARDED_METADATA]
+        node = None
+        failures: list[UpstreamFailure] = []
+        async for request in request_iterator:
+            # The node comes on a stream's first request only; every upstream stream needs it,
+            # unchanged, because istiod matches it against the caller's token.
+            if request.HasField("node"):
+                node = request.node
+            elif node is not None:
+                request.node.CopyFrom(node)
+            try:
+                response, failed = await self._fan_out.answer(request, forwarded)
+            except AggregationError as error:
+                await context.abort(error.code, str(error), trailing_metadata=failed_metadata(failures + error.failures))
+            failures += failed
+            context.set_trailing_metadata(failed_metadata(failures))
+            yield response
+
+    async def DeltaAggregatedResources(self, request_iterator, context: grpc.aio.ServicerContext):  # noqa: ANN001
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            "DeltaAggregatedResources is not supported: use StreamAggregatedResources (state-of-the-world ADS) as istioctl does",
+        )
+
+
+class Aggregator:
+    """The running server: replicas from a source, reached by a dialer, served on one address."""
+
+    def __init__(self, settings: Settings, source: TargetSource, dialer: Dialer) -> None:
+        self.settings = settings
+        self._source = source
+        tls = None if settings.istiod_plaintext else client_tls_context(settings.istiod_ca_file)
+        self._pool = IstiodPool(dialer, tls, settings.channel_options)
+        self._server: grpc.aio.Server | None = None
+        self._health = health_aio.HealthServicer()
+        self.address = ""
+
+    async def start(self) -> str:
+        """Bind, find the replicas, then report SERVING; returns the bound HOST:PORT."""
+        await self._health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        server = grpc.aio.server(options=self.settings.channel_options)
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
+            AggregatingDiscoveryService(FanOut(self._pool, self._source, self.settings)), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        host = self.settings.listen.rpartition(":")[0]
+        if self.settings.serving_pair is None:
+            port = server.add_insecure_port(self.settings.listen)
+        else:
+            port = server.add_secure_port(self.settings.listen, grpc.ssl_server_credentials([self.settings.serving_pair]))
+        await server.start()
+        self._server = server
+        self.address = f"{host}:{port}"
+        await self._source.start(self._pool.replace)
+        for service in ("", ADS_SERVICE):
+            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        return self.address
+
+    async def stop(self, grace: float) -> None:
+        """Refuse new streams, give in-flight ones `grace` seconds, then drop every upstream link."""
+        await self._health.enter_graceful_shutdown()
+        self._source.stop()
+        if self._server is not None:
+            await self._server.stop(grace)
+        await self._pool.close()
+
+
+SHUTDOWN_GRACE_SECONDS = 5.0
+
+
+async def serve_until_signalled(aggregator: Aggregator) -> None:
+    """Run until SIGTERM or SIGINT, then finish in-flight requests within the grace period."""
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    address = await aggregator.start()
+    print(f"listening on {address}", flush=True)
+    await stop.wait()
+    log.info("shutting down")
+    await aggregator.stop(SHUTDOWN_GRACE_SECONDS)

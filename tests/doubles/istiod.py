@@ -1,0 +1,120 @@
+"""A protocol-level stand-in for one istiod replica: real ADS/CSDS protos, scripted behaviour.
+
+It answers the debug requests istioctl sends (syncz, config_dump, istio.io/debug) the way
+istiod's status and debug generators do, and keeps each stream open after answering, as istiod
+does. Fast aggregator tests use it; the real pilot-discovery is exercised by the sandbox tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import grpc
+from envoy.admin.v3 import config_dump_shared_pb2 as config_dump_pb2
+from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest, DiscoveryResponse
+from envoy.service.status.v3 import csds_pb2
+from google.protobuf import any_pb2
+
+SYNCZ = "istio.io/debug/syncz"
+CONFIG_DUMP = "istio.io/debug/config_dump"
+DEBUG = "istio.io/debug"
+NOT_CONNECTED = "Proxy not connected to this Pilot instance. It may be connected to another instance.\n"
+XDS_TYPES = (
+    "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+    "type.googleapis.com/envoy.config.listener.v3.Listener",
+)
+
+
+@dataclass
+class FakeIstiod:
+    """One replica. `behaviour`: answer, hang (accept, never answer), garbage (undecodable bytes), refuse."""
+
+    name: str
+    proxies: list[str] = field(default_factory=list)
+    version: str = "1.30.3"
+    delay: float = 0.0
+    behaviour: str = "answer"
+    #: (key PEM, certificate PEM) to serve TLS, as istiod does on 15012; None serves plaintext.
+    serving_pair: tuple[bytes, bytes] | None = None
+    seen_metadata: list[dict[str, str]] = field(default_factory=list)
+    seen_requests: list[DiscoveryRequest] = field(default_factory=list)
+    address: str = ""
+    _server: grpc.aio.Server | None = None
+
+    async def start(self, port: int = 0) -> str:
+        server = grpc.aio.server(options=[("grpc.max_send_message_length", 1 << 30)])
+        handler = grpc.stream_stream_rpc_method_handler(
+            self._stream, request_deserializer=DiscoveryRequest.FromString, response_serializer=bytes
+        )
+        server.add_generic_rpc_handlers(
+            [grpc.method_handlers_generic_handler("envoy.service.discovery.v3.AggregatedDiscoveryService", {"StreamAggregatedResources": handler})]
+        )
+        listen = f"127.0.0.1:{port}"
+        if self.serving_pair:
+            bound = server.add_secure_port(listen, grpc.ssl_server_credentials([self.serving_pair]))
+        else:
+            bound = server.add_insecure_port(listen)
+        await server.start()
+        self._server = server
+        self.address = f"127.0.0.1:{bound}"
+        return self.address
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop(0)
+
+    @property
+    def identifier(self) -> str:
+        info = {"version": self.version, "revision": f"rev-{self.version}", "status": "Clean", "tag": self.version}
+        return json.dumps({"Component": "istiod", "ID": self.name, "Info": info})
+
+    async def _stream(self, requests: AsyncIterator[DiscoveryRequest], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        self.seen_metadata.append({key: value for key, value in context.invocation_metadata()})
+        async for request in requests:
+            self.seen_requests.append(request)
+            if self.behaviour == "refuse":
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "authentication required")
+            if self.behaviour == "hang":
+                await asyncio.sleep(3600)
+            await asyncio.sleep(self.delay)
+            if self.behaviour == "garbage":
+                yield b"\xff\xff\xff\xff not a DiscoveryResponse"
+                continue
+            yield self.respond(request).SerializeToString()
+
+    def respond(self, request: DiscoveryRequest) -> DiscoveryResponse:
+        response = DiscoveryResponse(type_url=request.type_url, version_info=self.name, nonce=f"{self.name}-nonce")
+        names = list(request.resource_names)
+        if request.type_url == SYNCZ:
+            for proxy in self.proxies:
+                if not names or proxy in names:
+                    response.resources.append(_packed(self.client_config(proxy)))
+            response.control_plane.identifier = self.identifier
+        elif request.type_url == CONFIG_DUMP and len(names) == 1 and names[0] in self.proxies:
+            response.resources.append(_packed(config_dump_pb2.ClustersConfigDump(version_info=f"{self.name}/{names[0]}")))
+        elif request.type_url == DEBUG and names:
+            response.resources.append(any_pb2.Any(type_url=DEBUG, value=self._debug_page(names[0]).encode()))
+        return response
+
+    def _debug_page(self, name: str) -> str:
+        _, _, query = name.partition("proxyID=")
+        if query:
+            return json.dumps({"istiod": self.name, "proxy": query}) if query in self.proxies else NOT_CONNECTED
+        return json.dumps({"istiod": self.name, "page": name})
+
+    def client_config(self, proxy: str) -> csds_pb2.ClientConfig:
+        config = csds_pb2.ClientConfig()
+        config.node.id = proxy
+        config.node.metadata.update({"CLUSTER_ID": "remote", "NAMESPACE": proxy.rpartition(".")[2], "ISTIO_VERSION": self.version})
+        for type_url in XDS_TYPES:
+            config.generic_xds_configs.add(type_url=type_url, config_status=csds_pb2.SYNCED)
+        return config
+
+
+def _packed(message) -> any_pb2.Any:  # noqa: ANN001 - any generated message
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed

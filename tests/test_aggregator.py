@@ -1,0 +1,320 @@
+"""The aggregator against in-process istiod stand-ins speaking the real ADS/CSDS protos."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import grpc
+import pytest
+from envoy.admin.v3 import config_dump_shared_pb2 as config_dump_pb2
+from envoy.service.discovery.v3 import ads_pb2_grpc
+from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
+from envoy.service.status.v3 import csds_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from kubectl_istio_remote.aggregator.client import Connection, Replies, ask
+from kubectl_istio_remote.aggregator.discovery import StaticTargets
+from kubectl_istio_remote.aggregator.server import Aggregator, Settings
+from kubectl_istio_remote.aggregator.tls import self_signed_pair
+from kubectl_istio_remote.aggregator.upstream import IstiodTarget, TcpDialer, istiod_authority
+from tests.doubles.istiod import CONFIG_DUMP, DEBUG, NOT_CONNECTED, SYNCZ, FakeIstiod
+
+NAMESPACE = "external-istiod"
+AUTHORITY = istiod_authority(NAMESPACE)
+TOKEN = "eyJhbGciOiJSUzI1NiJ9.secret-token-payload.sig"
+
+
+def syncz(*names: str) -> DiscoveryRequest:
+    request = DiscoveryRequest(type_url=SYNCZ, resource_names=names)
+    request.node.id = "sidecar~10.1.2.3~istioctl.external-istiod~external-istiod.svc.cluster.local"
+    request.node.metadata.update({"NAMESPACE": NAMESPACE, "SERVICE_ACCOUNT": "default", "GENERATOR": "event"})
+    return request
+
+
+def config_dump(proxy: str) -> DiscoveryRequest:
+    request = syncz()
+    request.type_url, request.resource_names[:] = CONFIG_DUMP, [proxy]
+    return request
+
+
+def proxy_ids(replies: Replies) -> list[str]:
+    ids = []
+    for resource in replies.responses[0].resources:
+        config = csds_pb2.ClientConfig()
+        assert resource.Unpack(config)
+        ids.append(config.node.id)
+    return ids
+
+
+def replicas(count: int, proxies_each: int = 2, **overrides) -> list[FakeIstiod]:
+    return [
+        FakeIstiod(f"istiod-{i}", [f"app-{i}-{p}.sample" for p in range(proxies_each)], **overrides) for i in range(count)
+    ]
+
+
+class Mesh:
+    """Fake replicas plus an aggregator over them, and a way to ask it as istioctl would."""
+
+    def __init__(self, istiods: Sequence[FakeIstiod], settings: Settings, dead_addresses: Sequence[str] = ()) -> None:
+        self.istiods = list(istiods)
+        self.settings = settings
+        self.dead_addresses = list(dead_addresses)
+        self.aggregator: Aggregator | None = None
+        self.connection: Connection | None = None
+
+    async def start(self) -> None:
+        for istiod in self.istiods:
+            await istiod.start()
+        targets = [IstiodTarget(i.name, *_split(i.address), AUTHORITY) for i in self.istiods]
+        targets += [IstiodTarget(f"dead-{n}", *_split(a), AUTHORITY) for n, a in enumerate(self.dead_addresses)]
+        self.aggregator = Aggregator(self.settings, StaticTargets(targets), TcpDialer())
+        address = await self.aggregator.start()
+        pair = self.settings.serving_pair
+        self.connection = Connection(address, root_certificates=pair[1] if pair else None, token=TOKEN)
+
+    async def stop(self) -> None:
+        if self.aggregator:
+            await self.aggregator.stop(0)
+        for istiod in self.istiods:
+            await istiod.stop()
+
+    async def ask(self, *requests: DiscoveryRequest, token: str | None = TOKEN) -> Replies:
+        assert self.connection is not None
+        connection = Connection(self.connection.address, self.connection.root_certificates, token=token)
+        return await ask(connection, requests, timeout=30)
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+def _free_dead_address() -> str:
+    import portpicker
+
+    return f"127.0.0.1:{portpicker.pick_unused_port()}"
+
+
+@pytest.fixture
+async def mesh_factory() -> AsyncIterator[Callable[..., "asyncio.Future[Mesh]"]]:
+    started: list[Mesh] = []
+
+    async def make(istiods: Sequence[FakeIstiod], dead: int = 0, **settings) -> Mesh:
+        settings.setdefault("istiod_plaintext", True)
+        mesh = Mesh(istiods, Settings(**settings), [_free_dead_address() for _ in range(dead)])
+        started.append(mesh)
+        await mesh.start()
+        return mesh
+
+    yield make
+    for mesh in started:
+        await mesh.stop()
+
+
+async def test_syncz_lists_every_proxy_of_every_replica(mesh_factory) -> None:
+    mesh = await mesh_factory(replicas(5, proxies_each=3))
+    replies = await mesh.ask(syncz())
+    expected = sorted(p for istiod in mesh.istiods for p in istiod.proxies)
+    assert sorted(proxy_ids(replies)) == expected
+    assert len(proxy_ids(replies)) == 15
+    identity = json.loads(replies.responses[0].control_plane.identifier)
+    assert identity["ID"] == "<external>" and identity["Component"] == "istiod"
+    assert identity["Info"]["version"] == "1.30.3"
+    assert replies.failed == []
+
+
+async def test_control_plane_id_is_configurable(mesh_factory) -> None:
+    mesh = await mesh_factory(replicas(2), control_plane_id="prod-external")
+    identity = json.loads((await mesh.ask(syncz())).responses[0].control_plane.identifier)
+    assert identity["ID"] == "prod-external"
+
+
+async def test_mixed_versions_are_shown_not_hidden(mesh_factory) -> None:
+    istiods = replicas(3)
+    istiods[1].version = "1.29.2"
+    mesh = await mesh_factory(istiods)
+    info = json.loads((await mesh.ask(syncz())).responses[0].control_plane.identifier)["Info"]
+    assert info["version"] == "1.29.2,1.30.3"
+    assert info["status"] == "Clean"
+
+
+async def test_config_dump_comes_from_the_replica_holding_the_proxy(mesh_factory) -> None:
+    mesh = await mesh_factory(replicas(4))
+    for holder in mesh.istiods:
+        proxy = holder.proxies[1]
+        response = (await mesh.ask(config_dump(proxy))).responses[0]
+        assert response.type_url == CONFIG_DUMP
+        dump = config_dump_pb2.ClustersConfigDump()
+        assert response.resources[0].Unpack(dump)
+        assert dump.version_info == f"{holder.name}/{proxy}"
+    asked = [sum(1 for r in istiod.seen_requests if r.type_url == CONFIG_DUMP) for istiod in mesh.istiods]
+    assert asked == [4, 4, 4, 4], "every replica is asked at once, not only the first"
+
+
+async def test_config_dump_of_unknown_proxy_is_empty_like_istiod(mesh_factory) -> None:
+    mesh = await mesh_factory(replicas(3))
+    response = (await mesh.ask(config_dump("ghost.sample"))).responses[0]
+    assert response.type_url == CONFIG_DUMP and list(response.resources) == []
+
+
+async def test_one_proxy_syncz_and_debug_pages_route_to_the_holder(mesh_factory) -> None:
+    mesh = await mesh_factory(replicas(3))
+    target = mesh.istiods[2].proxies[0]
+    assert proxy_ids(await mesh.ask(syncz(target))) == [target]
+
+    debug = DiscoveryRequest(type_url=DEBUG, resource_names=[f"config_dump?proxyID={target}"])
+    page = json.loads((await mesh.ask(debug)).responses[0].resources[0].value)
+    assert page == {"istiod": "istiod-2", "proxy": target}
+
+    missing = DiscoveryRequest(type_url=DEBUG, resource_names=["config_dump?proxyID=ghost.sample"])
+    assert (await mesh.ask(missing)).responses[0].resources[0].value == NOT_CONNECTED.encode()
+
+
+async def test_global_debug_pages_come_from_every_replica(mesh_factory) -> None:
+    mesh = await mesh_factory(replicas(3))
+    response = (await mesh.ask(DiscoveryRequest(type_url=DEBUG, resource_names=["syncz"]))).responses[0]
+    assert [json.loads(r.value)["istiod"] for r in response.resources] == ["istiod-0", "istiod-1", "istiod-2"]
+
+
+async def test_faulty_replicas_do_not_hide_the_healthy_ones(mesh_factory, caplog) -> None:
+    caplog.set_level(logging.WARNING)
+    istiods = replicas(4)
+    istiods[1].behaviour = "hang"
+    istiods[2].behaviour = "garbage"
+    mesh = await mesh_factory(istiods, dead=1, istiod_timeout=1.0)
+    started = time.monotonic()
+    replies = await mesh.ask(syncz())
+    elapsed = time.monotonic() - started
+    assert sorted(proxy_ids(replies)) == sorted(istiods[0].proxies + istiods[3].proxies)
+    failed = {entry.split(":")[0]: entry for entry in replies.failed}
+    assert set(failed) == {"istiod-1", "istiod-2", "dead-0"}
+    assert "deadline" in failed["istiod-1"]
+    assert elapsed < 10, "the answer must not wait beyond the per-istiod deadline"
+    for name in failed:
+        assert name in caplog.text
+
+
+async def test_require_all_refuses_a_partial_answer(mesh_factory) -> None:
+    mesh = await mesh_factory(replicas(2), dead=1, require_all=True)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await mesh.ask(syncz())
+    assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert "dead-0" in raised.value.details() and "--require-all" in raised.value.details()
+
+
+async def test_no_replica_answering_is_unavailable_with_every_reason(mesh_factory) -> None:
+    istiods = replicas(1, behaviour="garbage")
+    mesh = await mesh_factory(istiods, dead=2)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await mesh.ask(syncz())
+    assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
+    for name in ("istiod-0", "dead-0", "dead-1"):
+        assert name in raised.value.details()
+
+
+async def test_istiod_refusing_the_caller_keeps_its_code(mesh_factory) -> None:
+    mesh = await mesh_factory(replicas(3, behaviour="refuse"))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await mesh.ask(syncz())
+    assert raised.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert "authentication required" in raised.value.details()
+
+
+async def test_token_is_forwarded_unchanged_and_never_logged(mesh_factory, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    istiods = replicas(3)
+    istiods[0].behaviour = "refuse"
+    mesh = await mesh_factory(istiods)
+    await mesh.ask(syncz())
+    for istiod in mesh.istiods:
+        assert istiod.seen_metadata[-1]["authorization"] == f"Bearer {TOKEN}"
+    assert TOKEN not in caplog.text
+
+    await mesh.ask(syncz(), token=None)
+    for istiod in mesh.istiods:
+        assert "authorization" not in istiod.seen_metadata[-1]
+
+
+async def test_node_of_the_first_request_reaches_istiod_on_every_request(mesh_factory) -> None:
+    mesh = await mesh_factory(replicas(2))
+    second = DiscoveryRequest(type_url=CONFIG_DUMP, resource_names=[mesh.istiods[1].proxies[0]])
+    replies = await mesh.ask(syncz(), second)
+    assert [r.type_url for r in replies.responses] == [SYNCZ, CONFIG_DUMP]
+    assert len(replies.responses[1].resources) == 1
+    for istiod in mesh.istiods:
+        assert {r.node.id for r in istiod.seen_requests} == {syncz().node.id}
+        assert all(r.node.metadata["NAMESPACE"] == NAMESPACE for r in istiod.seen_requests)
+
+
+async def test_tls_on_both_sides_without_and_with_verification(mesh_factory) -> None:
+    istiod_pair = self_signed_pair([AUTHORITY], [])
+    serving_pair = self_signed_pair(["localhost", AUTHORITY], ["127.0.0.1"])
+    unverified = await mesh_factory(replicas(2, serving_pair=istiod_pair), istiod_plaintext=False, serving_pair=serving_pair)
+    assert len(proxy_ids(await unverified.ask(syncz()))) == 4
+
+    with_ca = _write_temp(istiod_pair[1])
+    verified = await mesh_factory(replicas(2, serving_pair=istiod_pair), istiod_plaintext=False, istiod_ca_file=with_ca)
+    assert len(proxy_ids(await verified.ask(syncz()))) == 4
+
+    wrong_ca = _write_temp(self_signed_pair([AUTHORITY], [])[1])
+    refused = await mesh_factory(replicas(1, serving_pair=istiod_pair), istiod_plaintext=False, istiod_ca_file=wrong_ca)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await refused.ask(syncz())
+    assert "CERTIFICATE_VERIFY_FAILED" in raised.value.details()
+
+
+async def test_plaintext_client_cannot_talk_to_tls_istiod_setting_mismatch_is_named(mesh_factory) -> None:
+    istiod_pair = self_signed_pair([AUTHORITY], [])
+    mesh = await mesh_factory(replicas(1, serving_pair=istiod_pair), istiod_plaintext=True, istiod_timeout=2.0)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await mesh.ask(syncz())
+    assert "istiod-0" in raised.value.details()
+
+
+async def test_answers_larger_than_grpc_default_limit(mesh_factory) -> None:
+    mesh = await mesh_factory(replicas(3, proxies_each=12_000))
+    replies = await mesh.ask(syncz())
+    assert replies.responses[0].ByteSize() > 4 * 1024 * 1024
+    assert len(proxy_ids(replies)) == 36_000
+
+
+async def test_delta_ads_is_refused_with_the_supported_api(mesh_factory) -> None:
+    mesh = await mesh_factory(replicas(1))
+    async with mesh.connection.channel() as channel:
+        call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).DeltaAggregatedResources()
+        await call.done_writing()
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call.read()
+    assert raised.value.code() is grpc.StatusCode.UNIMPLEMENTED
+    assert "StreamAggregatedResources" in raised.value.details()
+
+
+async def test_health_reports_serving(mesh_factory) -> None:
+    mesh = await mesh_factory(replicas(1))
+    async with mesh.connection.channel() as channel:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_stream_stays_open_after_the_answer_like_istiod(mesh_factory) -> None:
+    """istioctl never half-closes; ending the stream early could make it read EOF instead of the answer."""
+    mesh = await mesh_factory(replicas(2))
+    async with mesh.connection.channel() as channel:
+        call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources()
+        await call.write(syncz())
+        assert (await call.read()).type_url == SYNCZ
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(call.read(), 0.5)
+        call.cancel()
+
+
+def _write_temp(data: bytes) -> str:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("wb", suffix=".pem", delete=False) as handle:
+        handle.write(data)
+    return handle.name

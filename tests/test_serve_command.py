@@ -1,0 +1,84 @@
+"""`kubectl-istio_remote serve` as a process: its stdout contract, its flags and its shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import pytest
+
+from kubectl_istio_remote.aggregator.client import Connection, ask
+from tests.doubles.istiod import FakeIstiod
+from tests.test_aggregator import proxy_ids, syncz
+
+SERVE = [sys.executable, "-m", "kubectl_istio_remote", "serve"]
+
+
+@pytest.fixture
+async def istiods() -> AsyncIterator[list[FakeIstiod]]:
+    fakes = [FakeIstiod(f"istiod-{i}", [f"app-{i}.sample"], delay=1.5) for i in range(3)]
+    for fake in fakes:
+        await fake.start()
+    yield fakes
+    for fake in fakes:
+        await fake.stop()
+
+
+async def start_serve(*args: str) -> tuple[asyncio.subprocess.Process, str]:
+    process = await asyncio.create_subprocess_exec(
+        *SERVE, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+    assert line.startswith("listening on 127.0.0.1:"), line
+    return process, line.split()[-1]
+
+
+async def test_sigterm_lets_the_request_in_flight_finish_then_exits_zero(istiods) -> None:
+    args = [arg for fake in istiods for arg in ("--istiod-address", fake.address)]
+    process, address = await start_serve("--plaintext", "--istiod-plaintext", *args)
+    try:
+        request = asyncio.create_task(ask(Connection(address), [syncz()]))
+        await asyncio.sleep(0.5)  # the istiods take 1.5 s: the request is now in flight
+        process.send_signal(signal.SIGTERM)
+        replies = await asyncio.wait_for(request, 10)
+        assert sorted(proxy_ids(replies)) == ["app-0.sample", "app-1.sample", "app-2.sample"]
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+        assert (await process.stdout.read()) == b"", "stdout carries exactly one line"
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_tls_is_the_default_towards_clients(istiods) -> None:
+    args = [arg for fake in istiods for arg in ("--istiod-address", fake.address)]
+    process, address = await start_serve("--istiod-plaintext", *args)
+    try:
+        with pytest.raises(Exception) as raised:
+            await ask(Connection(address), [syncz()], timeout=3)
+        assert "UNAVAILABLE" in str(raised.value) or "DEADLINE" in str(raised.value)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "give either --istiod-address or --discover"),
+        (["--discover", "--istiod-address", "1.2.3.4:15012"], "give either --istiod-address or --discover"),
+        (["--istiod-address", "nonsense"], "is not HOST:PORT"),
+        (["--istiod-address", "127.0.0.1:1", "--tls-cert", "/nonexistent"], "--tls-cert and --tls-key go together"),
+        (["--istiod-address", "127.0.0.1:1", "--tls-cert", "/nonexistent", "--tls-key", "/nonexistent"], "cannot read /nonexistent"),
+    ],
+)
+def test_bad_flags_give_one_line_and_usage_exit_code(args: list[str], message: str) -> None:
+    result = subprocess.run([*SERVE, *args], capture_output=True, text=True, timeout=30, env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""
