@@ -42,10 +42,20 @@ def route_for(request: DiscoveryRequest) -> Route:
 
 @dataclass(frozen=True)
 class Answer:
-    """One istiod's response, named by the replica that gave it."""
+    """One istiod's response: its bytes as received, and the few fields merging needs."""
 
     istiod: str
-    response: DiscoveryResponse
+    raw: bytes
+    #: The response without its resources, which stay only in `raw`.
+    head: DiscoveryResponse
+    resource_count: int
+    holds_proxy: bool
+
+    @classmethod
+    def of(cls, istiod: str, raw: bytes, response: DiscoveryResponse) -> Answer:
+        count, holds_proxy = len(response.resources), knows_proxy(response)
+        response.ClearField("resources")
+        return cls(istiod, raw, response, count, holds_proxy)
 
 
 def knows_proxy(response: DiscoveryResponse) -> bool:
@@ -59,34 +69,30 @@ def knows_proxy(response: DiscoveryResponse) -> bool:
     return not any(PROXY_NOT_CONNECTED in resource.value for resource in response.resources)
 
 
-def merge(request: DiscoveryRequest, answers: Sequence[Answer], control_plane_id: str) -> DiscoveryResponse:
-    """Build the single response for `request` from the healthy istiods' answers (at least one)."""
+def merge(request: DiscoveryRequest, answers: Sequence[Answer], control_plane_id: str) -> bytes:
+    """The serialized single response for `request`, from the healthy istiods' answers (at least one).
+
+    Resources are never decoded: serialized protobuf messages concatenate into one message whose
+    repeated fields are joined and whose scalar fields take the last value, so the merged answer is
+    the replicas' bytes in a stable order followed by the fields that must be ours.
+    """
     ordered = sorted(answers, key=lambda answer: answer.istiod)
     if route_for(request) is Route.ONE_PROXY:
-        holders = [answer for answer in ordered if knows_proxy(answer.response)]
-        return _copy(holders[0].response if holders else _most_telling_refusal(ordered))
-    merged = DiscoveryResponse(type_url=request.type_url, nonce=uuid.uuid4().hex)
-    merged.version_info = ordered[0].response.version_info
-    for answer in ordered:
-        merged.resources.extend(answer.response.resources)
-    identity = merged_identifier([a.response.control_plane.identifier for a in ordered], control_plane_id)
+        holders = [answer for answer in ordered if answer.holds_proxy]
+        return (holders[0] if holders else _most_telling_refusal(ordered)).raw
+    tail = DiscoveryResponse(type_url=request.type_url, nonce=uuid.uuid4().hex, version_info=ordered[0].head.version_info)
+    identity = merged_identifier([answer.head.control_plane.identifier for answer in ordered], control_plane_id)
     if identity:
-        merged.control_plane.identifier = identity
-    return merged
+        tail.control_plane.identifier = identity
+    return b"".join([*(answer.raw for answer in ordered), tail.SerializeToString()])
 
 
-def _most_telling_refusal(answers: Sequence[Answer]) -> DiscoveryResponse:
+def _most_telling_refusal(answers: Sequence[Answer]) -> Answer:
     """When no istiod holds the proxy, prefer istiod's own "not connected" text over an empty answer."""
     for answer in answers:
-        if answer.response.resources:
-            return answer.response
-    return answers[0].response
-
-
-def _copy(response: DiscoveryResponse) -> DiscoveryResponse:
-    copy = DiscoveryResponse()
-    copy.CopyFrom(response)
-    return copy
+        if answer.resource_count:
+            return answer
+    return answers[0]
 
 
 def merged_identifier(identifiers: Sequence[str], control_plane_id: str) -> str:

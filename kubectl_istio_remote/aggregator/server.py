@@ -13,8 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import grpc
-from envoy.service.discovery.v3 import ads_pb2_grpc
-from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest, DiscoveryResponse
+from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
@@ -72,7 +71,7 @@ class FanOut:
 
     async def answer(
         self, request: DiscoveryRequest, metadata: Sequence[tuple[str, str]]
-    ) -> tuple[DiscoveryResponse, list[UpstreamFailure]]:
+    ) -> tuple[bytes, list[UpstreamFailure]]:
         links = self._pool.links()
         if not links:
             raise AggregationError(grpc.StatusCode.UNAVAILABLE, f"no istiod found: no {self._source.description}")
@@ -82,8 +81,8 @@ class FanOut:
         answers: list[Answer] = []
         failures: list[UpstreamFailure] = []
         for link, result in zip(links, results):
-            if isinstance(result, DiscoveryResponse):
-                answers.append(Answer(link.target.name, result))
+            if isinstance(result, Answer):
+                answers.append(result)
             elif isinstance(result, UpstreamFailure):
                 failures.append(result)
             elif isinstance(result, Exception):
@@ -114,13 +113,28 @@ def _printable(text: str) -> str:
     return "".join(char if " " <= char <= "~" else "?" for char in text)
 
 
-class AggregatingDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
+class AggregatingDiscoveryService:
+    """ADS, registered by hand so merged answers go out as the bytes they were merged into."""
+
     def __init__(self, fan_out: FanOut) -> None:
         self._fan_out = fan_out
 
-    async def StreamAggregatedResources(
+    def handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(
+            ADS_SERVICE,
+            {
+                "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                    self.stream, request_deserializer=DiscoveryRequest.FromString, response_serializer=bytes
+                ),
+                "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                    self.delta, request_deserializer=bytes, response_serializer=bytes
+                ),
+            },
+        )
+
+    async def stream(
         self, request_iterator: AsyncIterator[DiscoveryRequest], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[DiscoveryResponse]:
+    ) -> AsyncIterator[bytes]:
         forwarded = [(key, value) for key, value in context.invocation_metadata() if key in FORWARDED_METADATA]
         node = None
         failures: list[UpstreamFailure] = []
@@ -139,7 +153,7 @@ class AggregatingDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceService
             context.set_trailing_metadata(failed_metadata(failures))
             yield response
 
-    async def DeltaAggregatedResources(self, request_iterator, context: grpc.aio.ServicerContext):  # noqa: ANN001
+    async def delta(self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
         await context.abort(
             grpc.StatusCode.UNIMPLEMENTED,
             "DeltaAggregatedResources is not supported: use StreamAggregatedResources (state-of-the-world ADS) as istioctl does",
@@ -162,9 +176,7 @@ class Aggregator:
         """Bind, find the replicas, then report SERVING; returns the bound HOST:PORT."""
         await self._health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
         server = grpc.aio.server(options=self.settings.channel_options)
-        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
-            AggregatingDiscoveryService(FanOut(self._pool, self._source, self.settings)), server
-        )
+        server.add_generic_rpc_handlers([AggregatingDiscoveryService(FanOut(self._pool, self._source, self.settings)).handler()])
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         host = self.settings.listen.rpartition(":")[0]
         if self.settings.serving_pair is None:

@@ -17,11 +17,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import grpc
-from envoy.service.discovery.v3 import ads_pb2_grpc
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest, DiscoveryResponse
+from google.protobuf.message import DecodeError
+
+from kubectl_istio_remote.aggregator.merge import Answer
 
 log = logging.getLogger(__name__)
 
+ADS_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 CONNECT_TIMEOUT_SECONDS = 5.0
 RELAY_CHUNK_BYTES = 256 * 1024
 
@@ -95,7 +98,7 @@ class IstiodLink:
         self._channel_options = list(channel_options)
         self._relay: asyncio.Server | None = None
         self._channel: grpc.aio.Channel | None = None
-        self._stub: ads_pb2_grpc.AggregatedDiscoveryServiceStub | None = None
+        self._stream: grpc.aio.StreamStreamMultiCallable | None = None
         self._last_dial_error = ""
         self._pipes: set[asyncio.Task] = set()
 
@@ -104,7 +107,9 @@ class IstiodLink:
         port = self._relay.sockets[0].getsockname()[1]
         options = [*self._channel_options, ("grpc.default_authority", self.target.authority)]
         self._channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options)
-        self._stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(self._channel)
+        self._stream = self._channel.stream_stream(
+            ADS_METHOD, request_serializer=DiscoveryRequest.SerializeToString, response_deserializer=bytes
+        )
 
     async def close(self) -> None:
         if self._channel is not None:
@@ -114,18 +119,26 @@ class IstiodLink:
         for pipe in list(self._pipes):
             pipe.cancel()
 
-    async def ask(self, request: DiscoveryRequest, metadata: Sequence[tuple[str, str]], timeout: float) -> DiscoveryResponse:
-        """Send `request` on a fresh stream and return the first response of the same type."""
-        assert self._stub is not None, "start() first"
-        call = self._stub.StreamAggregatedResources(metadata=tuple(metadata), timeout=timeout)
+    async def ask(self, request: DiscoveryRequest, metadata: Sequence[tuple[str, str]], timeout: float) -> Answer:
+        """Send `request` on a fresh stream and return the first response of the same type.
+
+        The raw bytes are what the merged answer is made of, so resources are never re-encoded,
+        and the parsed copy is reduced to its head at once, so it does not outlive this call.
+        """
+        assert self._stream is not None, "start() first"
+        call = self._stream(metadata=tuple(metadata), timeout=timeout)
         try:
             await call.write(request)
             while True:
-                response = await call.read()
-                if response is grpc.aio.EOF:
+                raw = await call.read()
+                if raw is grpc.aio.EOF:
                     raise UpstreamFailure(self.target.name, "stream ended before an answer")
+                try:
+                    response = DiscoveryResponse.FromString(raw)
+                except DecodeError:
+                    raise UpstreamFailure(self.target.name, "answer is not a DiscoveryResponse", grpc.StatusCode.INTERNAL) from None
                 if response.type_url == request.type_url:
-                    return response
+                    return Answer.of(self.target.name, raw, response)
         except grpc.aio.AioRpcError as error:
             raise self._failure(error) from None
         finally:

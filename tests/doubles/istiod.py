@@ -43,6 +43,7 @@ class FakeIstiod:
     seen_requests: list[DiscoveryRequest] = field(default_factory=list)
     address: str = ""
     _server: grpc.aio.Server | None = None
+    _syncz_bytes: bytes = b""
 
     async def start(self, port: int = 0) -> str:
         server = grpc.aio.server(options=[("grpc.max_send_message_length", 1 << 30)])
@@ -83,7 +84,15 @@ class FakeIstiod:
             if self.behaviour == "garbage":
                 yield b"\xff\xff\xff\xff not a DiscoveryResponse"
                 continue
-            yield self.respond(request).SerializeToString()
+            yield self._serialized(request)
+
+    def _serialized(self, request: DiscoveryRequest) -> bytes:
+        """Full syncz answers are built once: large fakes should cost the aggregator, not themselves."""
+        if request.type_url != SYNCZ or request.resource_names:
+            return self.respond(request).SerializeToString()
+        if not self._syncz_bytes:
+            self._syncz_bytes = self.respond(request).SerializeToString()
+        return self._syncz_bytes
 
     def respond(self, request: DiscoveryRequest) -> DiscoveryResponse:
         response = DiscoveryResponse(type_url=request.type_url, version_info=self.name, nonce=f"{self.name}-nonce")
