@@ -64,7 +64,7 @@ async def serve_process(istiods: list[FakeIstiod]) -> tuple[asyncio.subprocess.P
 async def sequential(istiods: list[FakeIstiod]) -> None:
     """Ask each replica in turn over one kept channel, like a fan-out loop without port-forwards."""
     for istiod in istiods:
-        await ask(Connection(istiod.address), [syncz()])
+        await ask(Connection(istiod.address, tls=False), [syncz()])
 
 
 async def fan_out_rows() -> list[tuple[str, str, str]]:
@@ -73,8 +73,8 @@ async def fan_out_rows() -> list[tuple[str, str, str]]:
         await istiod.start()
     process, address = await serve_process(istiods)
     try:
-        through_serve = await timed(lambda: ask(Connection(address), [syncz()]))
-        one_replica = await timed(lambda: ask(Connection(istiods[0].address), [syncz()]))
+        through_serve = await timed(lambda: ask(Connection(address, tls=False), [syncz()]))
+        one_replica = await timed(lambda: ask(Connection(istiods[0].address, tls=False), [syncz()]))
         in_turn = await timed(lambda: sequential(istiods))
     finally:
         await stop_process(process)
@@ -102,10 +102,10 @@ async def volume_rows() -> list[tuple[str, str, str]]:
     relay, relay_address = await start_process(sys.executable, str(RELAY), whole.address)
     try:
         idle_rss, idle_relay_rss = peak_rss_bytes(serve.pid), peak_rss_bytes(relay.pid)
-        reply = await ask(Connection(serve_address), [syncz()])
+        reply = await ask(Connection(serve_address, tls=False), [syncz()])
         payload = reply.responses[0].ByteSize()
-        through_serve = await timed(lambda: ask(Connection(serve_address), [syncz()]))
-        through_relay = await timed(lambda: ask(Connection(relay_address), [syncz()]))
+        through_serve = await timed(lambda: ask(Connection(serve_address, tls=False), [syncz()]))
+        through_relay = await timed(lambda: ask(Connection(relay_address, tls=False), [syncz()]))
         rss_growth = peak_rss_bytes(serve.pid) - idle_rss
         relay_rss_growth = peak_rss_bytes(relay.pid) - idle_relay_rss
     finally:

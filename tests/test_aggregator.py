@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -20,7 +21,8 @@ from kubectl_istio_remote.aggregator.client import Connection, Replies, ask
 from kubectl_istio_remote.aggregator.discovery import StaticTargets
 from kubectl_istio_remote.aggregator.server import Aggregator, Settings
 from kubectl_istio_remote.aggregator.tls import self_signed_pair
-from kubectl_istio_remote.aggregator.upstream import IstiodTarget, TcpDialer, istiod_authority
+from kubectl_istio_remote.aggregator.upstream import istiod_authority
+from kubectl_istio_remote.relay import Target, TcpDialer
 from tests.doubles.istiod import CONFIG_DUMP, DEBUG, NOT_CONNECTED, SYNCZ, FakeIstiod
 
 NAMESPACE = "external-istiod"
@@ -69,12 +71,12 @@ class Mesh:
     async def start(self) -> None:
         for istiod in self.istiods:
             await istiod.start()
-        targets = [IstiodTarget(i.name, *_split(i.address), AUTHORITY) for i in self.istiods]
-        targets += [IstiodTarget(f"dead-{n}", *_split(a), AUTHORITY) for n, a in enumerate(self.dead_addresses)]
+        targets = [Target(i.name, *_split(i.address), AUTHORITY) for i in self.istiods]
+        targets += [Target(f"dead-{n}", *_split(a), AUTHORITY) for n, a in enumerate(self.dead_addresses)]
         self.aggregator = Aggregator(self.settings, StaticTargets(targets), TcpDialer())
         address = await self.aggregator.start()
         pair = self.settings.serving_pair
-        self.connection = Connection(address, root_certificates=pair[1] if pair else None, token=TOKEN)
+        self.connection = Connection(address, tls=pair is not None, root_certificates=pair[1] if pair else None, token=TOKEN)
 
     async def stop(self) -> None:
         if self.aggregator:
@@ -84,7 +86,7 @@ class Mesh:
 
     async def ask(self, *requests: DiscoveryRequest, token: str | None = TOKEN) -> Replies:
         assert self.connection is not None
-        connection = Connection(self.connection.address, self.connection.root_certificates, token=token)
+        connection = dataclasses.replace(self.connection, token=token)
         return await ask(connection, requests, timeout=30)
 
 
@@ -125,6 +127,7 @@ async def test_syncz_lists_every_proxy_of_every_replica(mesh_factory) -> None:
     assert identity["ID"] == "<external>" and identity["Component"] == "istiod"
     assert identity["Info"]["version"] == "1.30.3"
     assert replies.failed == []
+    assert replies.sources == [(f"istiod-{i}", 3) for i in range(5)], "our client can tell which replica holds which proxy"
 
 
 async def test_control_plane_id_is_configurable(mesh_factory) -> None:

@@ -1,42 +1,61 @@
-"""A one-request ADS client, as istioctl's, that also reads the aggregator's list of failed replicas."""
+"""A one-request ADS client, as istioctl's, that also reads what the aggregator says in its trailers."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest, DiscoveryResponse
 
-from kubectl_istio_remote.aggregator.server import FAILED_METADATA_KEY
+from kubectl_istio_remote.aggregator.server import FAILED_METADATA_KEY, SOURCES_METADATA_KEY
+from kubectl_istio_remote.relay import Relay, Target, TcpDialer, client_tls_context
 
 
 @dataclass(frozen=True)
 class Replies:
-    """One response per request sent, and "istiod: reason" for every replica that failed one of them."""
+    """One response per request sent, every replica that failed, and which replica sent which resources."""
 
     responses: list[DiscoveryResponse]
+    #: "istiod: reason" for every replica that failed a request.
     failed: list[str]
+    #: (istiod, resource count) in the order of the last merged response's resources.
+    sources: list[tuple[str, int]]
 
 
 @dataclass(frozen=True)
 class Connection:
-    """How to reach an aggregator: plaintext, or TLS trusting `root_certificates` for `server_name`."""
+    """How to reach an aggregator: plaintext, TLS verified against `root_certificates`, or TLS unverified."""
 
     address: str
+    tls: bool = True
     root_certificates: bytes | None = None
     server_name: str = "localhost"
     token: str | None = None
 
-    def channel(self) -> grpc.aio.Channel:
-        options = [("grpc.max_receive_message_length", -1)]
-        if self.root_certificates is None:
-            return grpc.aio.insecure_channel(self.address, options=options)
-        credentials = grpc.ssl_channel_credentials(root_certificates=self.root_certificates)
-        return grpc.aio.secure_channel(
-            self.address, credentials, options=[*options, ("grpc.ssl_target_name_override", self.server_name)]
-        )
+    @contextlib.asynccontextmanager
+    async def channel(self) -> AsyncIterator[grpc.aio.Channel]:
+        options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+        relay = None
+        if not self.tls:
+            channel = grpc.aio.insecure_channel(self.address, options=options)
+        elif self.root_certificates is not None:
+            credentials = grpc.ssl_channel_credentials(root_certificates=self.root_certificates)
+            channel = grpc.aio.secure_channel(
+                self.address, credentials, options=[*options, ("grpc.ssl_target_name_override", self.server_name)]
+            )
+        else:  # unverified, as istioctl: the aggregator's certificate is made in memory at its start
+            host, _, port = self.address.rpartition(":")
+            relay = Relay(Target(self.address, host, int(port), self.server_name), TcpDialer(), client_tls_context(None))
+            channel = grpc.aio.insecure_channel(await relay.start(), options=options)
+        try:
+            async with channel:
+                yield channel
+        finally:
+            if relay is not None:
+                await relay.close()
 
 
 async def ask(connection: Connection, requests: Sequence[DiscoveryRequest], timeout: float = 30.0) -> Replies:
@@ -50,5 +69,7 @@ async def ask(connection: Connection, requests: Sequence[DiscoveryRequest], time
         responses = []
         while (response := await call.read()) is not grpc.aio.EOF:
             responses.append(response)
-        failed = [value for key, value in (await call.trailing_metadata() or ()) if key == FAILED_METADATA_KEY]
-    return Replies(responses, failed)
+        trailers = list(await call.trailing_metadata() or ())
+    failed = [value for key, value in trailers if key == FAILED_METADATA_KEY]
+    sources = [value.rpartition("=") for key, value in trailers if key == SOURCES_METADATA_KEY]
+    return Replies(responses, failed, [(name, int(count)) for name, _, count in sources])

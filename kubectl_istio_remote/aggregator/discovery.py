@@ -15,9 +15,9 @@ from typing import Protocol
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from kubectl_istio_remote.aggregator.upstream import IstiodTarget
+from kubectl_istio_remote.relay import Target
 
-Replace = Callable[[Iterable[IstiodTarget]], Awaitable[None]]
+Replace = Callable[[Iterable[Target]], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +30,11 @@ def istiod_selector(label: str, revision: str) -> str:
     return f"{label},istio.io/rev={revision}" if revision else label
 
 
-def target_of(pod: client.V1Pod, port: int, authority: str) -> IstiodTarget | None:
+def target_of(pod: client.V1Pod, port: int, authority: str) -> Target | None:
     """The replica a pod stands for, or None while it is not running with an IP or is going away."""
     if pod.metadata.deletion_timestamp or not pod.status or pod.status.phase != "Running" or not pod.status.pod_ip:
         return None
-    return IstiodTarget(name=pod.metadata.name, host=pod.status.pod_ip, port=port, authority=authority)
+    return Target(pod.metadata.name, pod.status.pod_ip, port, authority, pod.metadata.namespace)
 
 
 class TargetSource(Protocol):
@@ -50,7 +50,7 @@ class TargetSource(Protocol):
 class StaticTargets:
     """Fixed addresses given with --istiod-address, for istiods that are not pods."""
 
-    def __init__(self, targets: Iterable[IstiodTarget]) -> None:
+    def __init__(self, targets: Iterable[Target]) -> None:
         self._targets = list(targets)
         self.description = "the --istiod-address list"
 
@@ -78,7 +78,7 @@ class PodDiscovery:
         self._port = port
         self._authority = authority
         self.description = f"running pods with label {selector} in namespace {namespace}"
-        self._targets: dict[str, IstiodTarget] = {}
+        self._targets: dict[str, Target] = {}
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
 

@@ -76,7 +76,7 @@ def merge(request: DiscoveryRequest, answers: Sequence[Answer], control_plane_id
     repeated fields are joined and whose scalar fields take the last value, so the merged answer is
     the replicas' bytes in a stable order followed by the fields that must be ours.
     """
-    ordered = sorted(answers, key=lambda answer: answer.istiod)
+    ordered = in_merge_order(answers)
     if route_for(request) is Route.ONE_PROXY:
         holders = [answer for answer in ordered if answer.holds_proxy]
         return (holders[0] if holders else _most_telling_refusal(ordered)).raw
@@ -85,6 +85,11 @@ def merge(request: DiscoveryRequest, answers: Sequence[Answer], control_plane_id
     if identity:
         tail.control_plane.identifier = identity
     return b"".join([*(answer.raw for answer in ordered), tail.SerializeToString()])
+
+
+def in_merge_order(answers: Sequence[Answer]) -> list[Answer]:
+    """Replicas by name, so the merged answer is the same whichever replica was fastest."""
+    return sorted(answers, key=lambda answer: answer.istiod)
 
 
 def _most_telling_refusal(answers: Sequence[Answer]) -> Answer:

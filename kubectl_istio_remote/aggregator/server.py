@@ -18,12 +18,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from kubectl_istio_remote.aggregator.discovery import TargetSource
-from kubectl_istio_remote.aggregator.merge import DEFAULT_CONTROL_PLANE_ID, Answer, merge
-from kubectl_istio_remote.aggregator.upstream import Dialer, IstiodPool, UpstreamFailure, client_tls_context
+from kubectl_istio_remote.aggregator.merge import DEFAULT_CONTROL_PLANE_ID, Answer, in_merge_order, merge
+from kubectl_istio_remote.aggregator.upstream import IstiodPool, UpstreamFailure
+from kubectl_istio_remote.relay import Dialer, client_tls_context
 
 log = logging.getLogger(__name__)
 
 FAILED_METADATA_KEY = "x-istio-remote-failed"
+#: "istiod=count" per replica, in merge order, for the last merged answer on the stream: lets our
+#: own client show which replica each proxy is connected to (istioctl sees one control plane).
+SOURCES_METADATA_KEY = "x-istio-remote-sources"
 FORWARDED_METADATA = frozenset({"authorization"})
 ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 #: istiod refusing the caller is the caller's problem to fix, so keep istiod's own code for it.
@@ -61,6 +65,15 @@ class AggregationError(Exception):
         self.failures = list(failures)
 
 
+@dataclass(frozen=True)
+class Merged:
+    """The serialized answer, the replicas that failed, and (name, resource count) of those that answered."""
+
+    raw: bytes
+    failures: list[UpstreamFailure]
+    sources: list[tuple[str, int]]
+
+
 class FanOut:
     """Asks every replica at once, each under its own deadline, and merges what comes back in time."""
 
@@ -71,7 +84,7 @@ class FanOut:
 
     async def answer(
         self, request: DiscoveryRequest, metadata: Sequence[tuple[str, str]]
-    ) -> tuple[bytes, list[UpstreamFailure]]:
+    ) -> Merged:
         links = self._pool.links()
         if not links:
             raise AggregationError(grpc.StatusCode.UNAVAILABLE, f"no istiod found: no {self._source.description}")
@@ -101,12 +114,16 @@ class FanOut:
                 f"{len(failures)} of {len(links)} istiods failed (--require-all): " + "; ".join(map(str, failures)),
                 failures,
             )
-        return merge(request, answers, self._settings.control_plane_id), failures
+        sources = [(answer.istiod, answer.resource_count) for answer in in_merge_order(answers)]
+        return Merged(merge(request, answers, self._settings.control_plane_id), failures, sources)
 
 
-def failed_metadata(failures: Sequence[UpstreamFailure]) -> tuple[tuple[str, str], ...]:
-    """One `x-istio-remote-failed` entry per failed replica, as printable ASCII."""
-    return tuple((FAILED_METADATA_KEY, _printable(str(failure))) for failure in failures)
+def trailing_metadata(
+    failures: Sequence[UpstreamFailure], sources: Sequence[tuple[str, int]] = ()
+) -> tuple[tuple[str, str], ...]:
+    """One `x-istio-remote-failed` entry per failed replica and one source entry per answering one."""
+    failed = [(FAILED_METADATA_KEY, _printable(str(failure))) for failure in failures]
+    return tuple(failed + [(SOURCES_METADATA_KEY, _printable(f"{name}={count}")) for name, count in sources])
 
 
 def _printable(text: str) -> str:
@@ -146,12 +163,12 @@ class AggregatingDiscoveryService:
             elif node is not None:
                 request.node.CopyFrom(node)
             try:
-                response, failed = await self._fan_out.answer(request, forwarded)
+                merged = await self._fan_out.answer(request, forwarded)
             except AggregationError as error:
-                await context.abort(error.code, str(error), trailing_metadata=failed_metadata(failures + error.failures))
-            failures += failed
-            context.set_trailing_metadata(failed_metadata(failures))
-            yield response
+                await context.abort(error.code, str(error), trailing_metadata=trailing_metadata(failures + error.failures))
+            failures += merged.failures
+            context.set_trailing_metadata(trailing_metadata(failures, merged.sources))
+            yield merged.raw
 
     async def delta(self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
         await context.abort(

@@ -45,6 +45,7 @@ def command(
     import asyncio
 
     from kubectl_istio_remote.aggregator import discovery, server, tls, upstream
+    from kubectl_istio_remote.relay import TcpDialer
 
     istio_namespace = namespace or "istio-system"
     authority = upstream.istiod_authority(istio_namespace, revision)
@@ -75,16 +76,16 @@ def command(
         )
     else:
         source = discovery.StaticTargets(_static_target(address, authority) for address in istiod_address or ())
-    asyncio.run(server.serve_until_signalled(server.Aggregator(settings, source, upstream.TcpDialer())))
+    asyncio.run(server.serve_until_signalled(server.Aggregator(settings, source, TcpDialer())))
 
 
 def _static_target(address: str, authority: str):  # noqa: ANN202 - lazy import keeps the type out of reach
-    from kubectl_istio_remote.aggregator.upstream import IstiodTarget
+    from kubectl_istio_remote.relay import Target
 
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         raise UsageError(f"--istiod-address {address!r} is not HOST:PORT", "for example --istiod-address 10.0.0.7:15012")
-    return IstiodTarget(name=address, host=host.strip("[]"), port=int(port), authority=authority)
+    return Target(name=address, host=host.strip("[]"), port=int(port), authority=authority)
 
 
 def _read(path: str) -> bytes:

@@ -1,0 +1,118 @@
+"""Byte relays on 127.0.0.1: how gRPC reaches what it cannot dial itself.
+
+A relay accepts local connections and joins each to a fresh byte stream from a `Dialer` (a TCP
+connection, or a Kubernetes port-forward stream), adding TLS on the far side when asked. grpcio
+can neither dial through a port-forward nor skip certificate verification (which istioctl does
+towards istiod); a plaintext channel to a relay does both with the standard library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from dataclasses import dataclass
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_SECONDS = 10.0
+CHUNK_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Target:
+    """Something to reach: a name for messages, host and port, the TLS authority, and the pod's namespace if it is one."""
+
+    name: str
+    host: str
+    port: int
+    authority: str = ""
+    namespace: str = ""
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class Dialer(Protocol):
+    """Opens a byte stream to a target; TLS, if any, is added on top by the relay."""
+
+    async def open(self, target: Target) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]: ...
+
+
+class TcpDialer:
+    """Dials the target's address directly: pod IPs from inside the cluster, or plain addresses."""
+
+    async def open(self, target: Target) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection(target.host, target.port)
+
+
+def client_tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """Client TLS for gRPC: verified against `ca_file` when given, otherwise unverified like istioctl."""
+    context = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if not ca_file:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    return context
+
+
+class Relay:
+    """Listens on 127.0.0.1 and joins every accepted connection to a new stream to `target`."""
+
+    def __init__(self, target: Target, dialer: Dialer, tls: ssl.SSLContext | None = None, port: int = 0) -> None:
+        self.target = target
+        self._dialer = dialer
+        self._tls = tls
+        self._port = port
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task] = set()
+        #: Why the last connection could not be made, "" once one succeeds: errors name the real cause.
+        self.last_error = ""
+        self.address = ""
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self._port)
+        self.address = f"127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self.address
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for pipe in list(self._pipes):
+            pipe.cancel()
+
+    async def _accept(self, local_reader: asyncio.StreamReader, local_writer: asyncio.StreamWriter) -> None:
+        try:
+            remote_reader, remote_writer = await asyncio.wait_for(self._dialer.open(self.target), CONNECT_TIMEOUT_SECONDS)
+            if self._tls is not None:
+                await asyncio.wait_for(
+                    remote_writer.start_tls(self._tls, server_hostname=self.target.authority or None),
+                    CONNECT_TIMEOUT_SECONDS,
+                )
+        except (OSError, asyncio.TimeoutError, ssl.SSLError, ConnectionError) as error:
+            self.last_error = f"cannot reach {self.target.name}: {error or type(error).__name__}"
+            log.debug(self.last_error)
+            local_writer.close()
+            return
+        self.last_error = ""
+        pipes = [asyncio.create_task(_pipe(local_reader, remote_writer)), asyncio.create_task(_pipe(remote_reader, local_writer))]
+        self._pipes.update(pipes)
+        try:
+            await asyncio.gather(*pipes)
+        except asyncio.CancelledError:
+            pass  # the relay is closing; ending quietly keeps asyncio from logging a cancelled handler
+        finally:
+            self._pipes.difference_update(pipes)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while chunk := await reader.read(CHUNK_BYTES):
+            writer.write(chunk)
+            await writer.drain()
+    except (ConnectionError, ssl.SSLError):
+        pass
+    finally:
+        writer.close()
