@@ -91,8 +91,8 @@ class Relay:
                     remote_writer.start_tls(self._tls, server_hostname=self.target.authority or None),
                     CONNECT_TIMEOUT_SECONDS,
                 )
-        except (OSError, asyncio.TimeoutError, ssl.SSLError, ConnectionError) as error:
-            self.last_error = f"cannot reach {self.target.name}: {error or type(error).__name__}"
+        except Exception as error:  # noqa: BLE001 - any dialer's failure: close this connection, keep the reason
+            self.last_error = f"cannot reach {self.target.name}: {str(error).strip() or type(error).__name__}"
             log.debug(self.last_error)
             local_writer.close()
             return

@@ -73,3 +73,12 @@ async def ask(connection: Connection, requests: Sequence[DiscoveryRequest], time
     failed = [value for key, value in trailers if key == FAILED_METADATA_KEY]
     sources = [value.rpartition("=") for key, value in trailers if key == SOURCES_METADATA_KEY]
     return Replies(responses, failed, [(name, int(count)) for name, _, count in sources])
+
+
+async def check_health(connection: Connection, timeout: float) -> bool:
+    """True when the server's health service reports SERVING."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    async with connection.channel() as channel:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+    return reply.status == health_pb2.HealthCheckResponse.SERVING

@@ -12,8 +12,9 @@ import sys
 import click
 import typer
 
-from kubectl_istio_remote.cli import serve
+from kubectl_istio_remote.cli import cleanup, doctor, options, proxy_status, serve, shell
 from kubectl_istio_remote.errors import UserError
+from kubectl_istio_remote.signals import Interrupted
 from kubectl_istio_remote.status import ExitStatus
 
 
@@ -22,9 +23,14 @@ def build_app() -> typer.Typer:
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
+        rich_markup_mode=None,
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     app.callback()(_root)
+    app.command("proxy-status")(proxy_status.command)
+    app.command("shell")(shell.command)
+    app.command("cleanup")(cleanup.command)
+    app.command("doctor")(doctor.command)
     app.command("serve")(serve.command)
     return app
 
@@ -40,7 +46,7 @@ def prog_name(argv0: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
+    args = options.split_passthrough(sys.argv[1:] if argv is None else argv)
     try:
         result = build_app()(args=args, prog_name=prog_name(sys.argv[0]), standalone_mode=False)
         status = ExitStatus.SUCCESS if result is None else int(result)
@@ -49,6 +55,8 @@ def main(argv: list[str] | None = None) -> None:
         status = ExitStatus.USAGE
     except (click.exceptions.Abort, KeyboardInterrupt):
         status = ExitStatus.ERROR_CTRL_C
+    except Interrupted as interrupted:
+        status = interrupted.exit_status
     except click.exceptions.Exit as error:
         status = error.exit_code
     except UserError as error:

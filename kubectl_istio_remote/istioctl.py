@@ -1,0 +1,70 @@
+"""The plugin's adapter to istioctl: find it, read its version once, and run it against an aggregator."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from kubectl_istio_remote.errors import UserError
+
+#: istioctl 1.22 promoted the XDS-based proxy-status to the top level; older ones have it under `x`.
+STABLE_XDS_PROXY_STATUS = (1, 22)
+VERSION_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class Istioctl:
+    path: str
+    version: str
+
+    @property
+    def release(self) -> tuple[int, ...]:
+        """(major, minor) of the version, or (0,) when it cannot be read (a dev build)."""
+        match = re.match(r"(\d+)\.(\d+)", self.version)
+        return (int(match[1]), int(match[2])) if match else (0,)
+
+    def proxy_status_command(self) -> list[str]:
+        if self.release >= STABLE_XDS_PROXY_STATUS or self.release == (0,):
+            return ["proxy-status"]
+        return ["x", "proxy-status"]
+
+
+def find(explicit: str | None) -> Istioctl | None:
+    """The istioctl to run: `--istioctl` (which must exist) or the one on PATH (None if there is none)."""
+    path = shutil.which(explicit) if explicit else shutil.which("istioctl")
+    if explicit and path is None:
+        raise UserError(f"istioctl not found: {explicit}", "check --istioctl, or use --native")
+    return Istioctl(path, read_version(path)) if path else None
+
+
+def read_version(path: str) -> str:
+    """The client version, without contacting any cluster."""
+    try:
+        result = subprocess.run(
+            [path, "version", "--remote=false", "-o", "json"], capture_output=True, text=True, timeout=VERSION_SECONDS
+        )
+        return json.loads(result.stdout)["clientVersion"]["version"]
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise UserError(f"cannot run {path}: {error}", "check --istioctl, or use --native") from None
+    except (ValueError, KeyError, TypeError):
+        result = subprocess.run([path, "version", "--remote=false", "--short"], capture_output=True, text=True, timeout=VERSION_SECONDS)
+        return result.stdout.strip().splitlines()[0] if result.stdout.strip() else "unknown"
+
+
+def environment(address: str, istio_namespace: str) -> dict[str, str]:
+    """What points istioctl at the aggregator; the aggregator's certificate is made per session, so it is not verified."""
+    return {
+        **os.environ,
+        "ISTIOCTL_XDS_ADDRESS": address,
+        "ISTIOCTL_ISTIONAMESPACE": istio_namespace,
+        "ISTIOCTL_PREFER_EXPERIMENTAL": "true",
+        "ISTIOCTL_INSECURE": "true",
+    }
+
+
+def cluster_flags(kubeconfig: str | None, context: str) -> list[str]:
+    return (["--kubeconfig", kubeconfig] if kubeconfig else []) + ["--context", context]

@@ -1,0 +1,59 @@
+"""--native: ask the aggregator ourselves, as istioctl would, when istioctl is not wanted or not installed."""
+
+from __future__ import annotations
+
+import asyncio
+
+from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
+
+from kubectl_istio_remote.errors import UnavailableError
+from kubectl_istio_remote.kube import Cluster, explain
+from kubectl_istio_remote.render import ProxyStatus, proxy_statuses
+
+SYNCZ = "istio.io/debug/syncz"
+#: istioctl asks for a token of this service account in the istio namespace; istiod lets it see every proxy.
+TOKEN_SERVICE_ACCOUNT = "default"
+TOKEN_AUDIENCE = "istio-ca"
+TOKEN_SECONDS = 3600
+
+
+def istioctl_token(mesh: Cluster, istio_namespace: str) -> str:
+    """A TokenRequest token exactly like istioctl's, from the mesh cluster (istiod reviews it there)."""
+    from kubernetes import client
+
+    request = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[TOKEN_AUDIENCE], expiration_seconds=TOKEN_SECONDS)
+    )
+    try:
+        return mesh.core.create_namespaced_service_account_token(TOKEN_SERVICE_ACCOUNT, istio_namespace, request).status.token
+    except Exception as error:  # noqa: BLE001 - explained with verb and resource
+        raise explain(error, mesh, "create", "serviceaccounts/token", istio_namespace) from None
+
+
+def syncz_request(istio_namespace: str, proxy: str | None) -> DiscoveryRequest:
+    """The request istioctl sends, with the node istiod matches against the token's namespace and account."""
+    request = DiscoveryRequest(type_url=SYNCZ, resource_names=[proxy] if proxy else [])
+    request.node.id = f"sidecar~127.0.0.1~kubectl-istio-remote.{istio_namespace}~{istio_namespace}.svc.cluster.local"
+    request.node.metadata.update(
+        {
+            "GENERATOR": "event",
+            "SERVICE_ACCOUNT": TOKEN_SERVICE_ACCOUNT,
+            "NAMESPACE": istio_namespace,
+            "ISTIO_VERSION": "65536.65536.65536",
+        }
+    )
+    return request
+
+
+def fetch(address: str, token: str, istio_namespace: str, proxy: str | None, timeout: float) -> tuple[list[ProxyStatus], list[str]]:
+    """Every proxy's sync status (or one proxy's), and the replicas that did not answer."""
+    import grpc
+
+    from kubectl_istio_remote.aggregator.client import Connection, ask
+
+    try:
+        replies = asyncio.run(ask(Connection(address, token=token), [syncz_request(istio_namespace, proxy)], timeout))
+    except grpc.aio.AioRpcError as error:
+        raise UnavailableError(f"istiod answered {error.code().name}: {error.details()}") from None
+    statuses = proxy_statuses(replies.responses[0], replies.sources, fallback_istiod="<external>")
+    return statuses, replies.failed
