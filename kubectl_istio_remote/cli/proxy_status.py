@@ -43,8 +43,8 @@ def command(
     from kubectl_istio_remote.session import open_session, progress, resolve_settings
     from kubectl_istio_remote.signals import signals_interrupt
 
-    settings = resolve_settings(flags)
     istioctl = None if native else istioctl_adapter.find(istioctl_path)
+    settings = resolve_settings(flags)
     if not native and istioctl is None:
         progress("istioctl is not on PATH: printing the answer natively (--native)")
     elif istioctl is not None and output in (Output.json, Output.yaml) and istioctl.release < ISTIOCTL_STRUCTURED_OUTPUT:

@@ -1,0 +1,54 @@
+"""What pod mode asks the API server to create, checked before any cluster sees it."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+from kubectl_istio_remote.session import SessionSettings, aggregator_args, proxy_pod_objects
+
+
+def objects(**overrides) -> dict:
+    settings = SessionSettings(mesh=mock.Mock(), external=mock.Mock(), istio_namespace="external-istiod", **overrides)
+    return proxy_pod_objects(settings, "a1b2c3d4", "alice@example.com", aggregator_args(settings))
+
+
+def test_pod_passes_pod_security_restricted() -> None:
+    pod = objects()["Pod"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    container = pod["containers"][0]["securityContext"]
+    assert container["allowPrivilegeEscalation"] is False
+    assert container["capabilities"] == {"drop": ["ALL"]}
+    assert container["readOnlyRootFilesystem"] is True
+
+
+def test_pod_ends_itself_and_is_not_meshed() -> None:
+    pod = objects(ttl_seconds=120)["Pod"]
+    assert pod["spec"]["activeDeadlineSeconds"] == 120
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert pod["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
+
+
+def test_aggregator_listens_on_loopback_only_and_discovers_istiods() -> None:
+    args = objects(revision="canary")["Pod"]["spec"]["containers"][0]["args"]
+    assert args[:2] == ["serve", "--discover"]
+    assert args[args.index("--listen") + 1] == "127.0.0.1:15012"
+    assert args[args.index("--revision") + 1] == "canary"
+
+
+def test_every_object_is_labelled_with_session_user_and_expiry() -> None:
+    for kind, body in objects().items():
+        labels = body["metadata"]["labels"]
+        assert labels["app.kubernetes.io/managed-by"] == "kubectl-istio-remote", kind
+        assert labels["kubectl-istio-remote/session"] == "a1b2c3d4"
+        assert labels["kubectl-istio-remote/user"] == "alice-example.com"
+        assert body["metadata"]["annotations"]["kubectl-istio-remote/expires-at"].endswith("Z")
+
+
+def test_role_grants_reading_pods_and_nothing_more() -> None:
+    built = objects()
+    assert built["Role"]["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+    assert built["RoleBinding"]["subjects"] == [
+        {"kind": "ServiceAccount", "name": "istio-remote-a1b2c3d4", "namespace": "external-istiod"}
+    ]
+    assert built["Pod"]["spec"]["serviceAccountName"] == "istio-remote-a1b2c3d4"
