@@ -1,0 +1,51 @@
+"""End-to-end tests run against the real sandbox, brought up once per pytest session.
+
+A component that cannot be built or started fails every test here with the reason; nothing is
+skipped. Set SANDBOX_KEEP=1 to leave the sandbox running after the session (for debugging).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.sandbox import sandbox as sandbox_control
+from tests.sandbox.__main__ import environment
+from tests.sandbox.mesh import ISTIO_NAMESPACE, istiod_addresses
+
+ISTIODS = 3
+PROXIES = 6
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    env: dict[str, str]
+    istiods: list[str]  # pod IPs of the istiod replicas, in pod-name order
+    proxies: list[str]  # "pod.namespace" of every sidecar
+    istio_namespace: str = ISTIO_NAMESPACE
+
+    def run(self, *argv: str, extra_env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run a command as a user of the sandbox would, with its KUBECONFIG and PATH."""
+        return subprocess.run(
+            argv, env={**self.env, **(extra_env or {})}, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False
+        )
+
+    def proxies_of(self, replica: int) -> list[str]:
+        """The sidecars the sandbox connected to one replica (round robin by index)."""
+        return [name for index, name in enumerate(self.proxies) if index % len(self.istiods) == replica]
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Sandbox]:
+    sandbox_control.up(ISTIODS, PROXIES)
+    exports = environment()
+    env = {**os.environ, "KUBECONFIG": exports["KUBECONFIG"], "PATH": exports["PATH"].replace("$PATH", os.environ["PATH"])}
+    try:
+        yield Sandbox(env, istiod_addresses(), [f"sleep-{i}.sample" for i in range(PROXIES)])
+    finally:
+        if not os.environ.get("SANDBOX_KEEP"):
+            sandbox_control.down()

@@ -1,0 +1,28 @@
+"""The problem this project solves, shown with the real istioctl against real istiod replicas."""
+
+from __future__ import annotations
+
+import re
+
+from tests.e2e.conftest import Sandbox
+
+
+def listed_proxies(output: str) -> set[str]:
+    """Proxy names in the first column of istioctl's proxy-status table."""
+    return {line.split()[0] for line in output.splitlines()[1:] if line.strip()}
+
+
+def test_istioctl_pointed_at_one_replica_sees_only_that_replicas_proxies(sandbox: Sandbox) -> None:
+    seen: set[str] = set()
+    for replica, address in enumerate(sandbox.istiods):
+        result = sandbox.run(
+            "istioctl", "proxy-status", "--context", "remote", "--istioNamespace", sandbox.istio_namespace,
+            extra_env={"ISTIOCTL_XDS_ADDRESS": f"{address}:15012", "ISTIOCTL_INSECURE_SKIP_VERIFY": "true"},
+        )
+        assert result.returncode == 0, result.stderr
+        listed = listed_proxies(result.stdout)
+        assert listed == set(sandbox.proxies_of(replica)), result.stdout
+        assert all(re.search(rf"^{re.escape(name)}\s.*SYNCED", result.stdout, re.M) for name in listed), result.stdout
+        seen |= listed
+    # Every proxy exists and is connected, just not to the one replica istioctl reached.
+    assert seen == set(sandbox.proxies)

