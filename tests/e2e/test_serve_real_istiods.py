@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -12,10 +13,9 @@ from tests.e2e.conftest import Sandbox
 from tests.e2e.test_sandbox_proof import listed_proxies
 
 
-@pytest.fixture(scope="module", params=["tls", "plaintext"])
-def serve(request: pytest.FixtureRequest, sandbox: Sandbox) -> Iterator[tuple[str, list[str]]]:
+@contextmanager
+def running_serve(sandbox: Sandbox, plaintext: bool) -> Iterator[tuple[str, list[str]]]:
     """A serve process asking every replica, discovered as pods in the external cluster."""
-    plaintext = request.param == "plaintext"
     argv = [sys.executable, "-m", "kubectl_istio_remote", "serve", "--context", "external", "--discover", "--namespace", sandbox.istio_namespace]
     argv += ["--plaintext", "--istiod-plaintext", "--istiod-port", "15010"] if plaintext else []
     process = subprocess.Popen(
@@ -31,6 +31,13 @@ def serve(request: pytest.FixtureRequest, sandbox: Sandbox) -> Iterator[tuple[st
         process.wait(timeout=10)
 
 
+@pytest.fixture(scope="module")
+def serve(sandbox: Sandbox) -> Iterator[tuple[str, list[str]]]:
+    """istioctl's default transport: TLS and a bearer token, which serve forwards to each istiod."""
+    with running_serve(sandbox, plaintext=False) as running:
+        yield running
+
+
 def _istioctl(sandbox: Sandbox, address: str, flags: list[str], *args: str) -> subprocess.CompletedProcess[str]:
     return sandbox.run(
         "istioctl", *args, "--context", "remote", "--istioNamespace", sandbox.istio_namespace, *flags,
@@ -41,10 +48,11 @@ def _istioctl(sandbox: Sandbox, address: str, flags: list[str], *args: str) -> s
 @pytest.mark.parametrize("command", [["proxy-status"], ["x", "proxy-status"]], ids=["proxy-status", "x-proxy-status"])
 def test_istioctl_through_serve_lists_every_proxy_of_every_replica(sandbox: Sandbox, serve, command: list[str]) -> None:
     address, flags = serve
-    result = _istioctl(sandbox, address, flags, *command)
+    result = _istioctl(sandbox, address, flags, *command, "-v", "1")
     assert result.returncode == 0, result.stderr
     assert listed_proxies(result.stdout) == set(sandbox.proxies), result.stdout
-    assert "SYNCED" in result.stdout
+    # Every proxy's states come through intact from whichever replica holds it (CDS, EDS, LDS, RDS).
+    assert all(line.count("SYNCED") == 4 for line in result.stdout.splitlines()[1:]), result.stdout
 
 
 def test_istioctl_proxy_status_of_one_pod_works_whichever_replica_holds_it(sandbox: Sandbox, serve) -> None:
@@ -53,5 +61,19 @@ def test_istioctl_proxy_status_of_one_pod_works_whichever_replica_holds_it(sandb
         pod = sandbox.proxies_of(replica)[0]
         result = _istioctl(sandbox, address, flags, "x", "proxy-status", pod)
         assert result.returncode == 0, f"{pod}: {result.stderr}"
-        # istioctl compares istiod's config with the proxy's own; it can only do that with the right replica's answer.
-        assert "Clusters Match" in result.stdout or "Listeners Match" in result.stdout, result.stdout
+        # istioctl compares istiod's config for this proxy with the proxy's own config dump: only the
+        # answer of the replica the proxy is connected to matches it.
+        assert "Clusters Match" in result.stdout and "Listeners Match" in result.stdout and "Routes Match" in result.stdout, result.stdout
+
+
+def test_plaintext_istioctl_gets_istiods_own_refusal(sandbox: Sandbox) -> None:
+    """istiod serves debug data only to authenticated callers; `--plaintext` carries no token.
+
+    Both hops in plaintext (istioctl -> serve -> istiod:15010) reach every replica, and the user
+    sees istiod's own reason and code rather than a partial or empty table.
+    """
+    with running_serve(sandbox, plaintext=True) as (address, flags):
+        result = _istioctl(sandbox, address, flags, "proxy-status")
+    assert result.returncode != 0
+    assert "Unauthenticated" in result.stderr and "authentication required" in result.stderr, result.stderr
+    assert all(f"istiod-{i}" in result.stderr for i in range(len(sandbox.istiods))), result.stderr

