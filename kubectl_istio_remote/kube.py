@@ -11,7 +11,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import portforward
 
-from kubectl_istio_remote.errors import UnavailableError, UserError
+from kubectl_istio_remote.errors import UnavailableError, UsageError, UserError
 from kubectl_istio_remote.relay import Target
 from kubectl_istio_remote.status import ExitStatus
 
@@ -86,7 +86,7 @@ def pin_clusters(kubeconfig: str | None, context: str | None, external_context: 
     external = external_context or mesh
     for flag, name in (("--context", mesh), ("--external-context", external)):
         if name not in names:
-            raise UserError(f"unknown context {name!r} ({flag})", f"choose one of: {', '.join(names)}")
+            raise UsageError(f"unknown context {name!r} ({flag})", f"choose one of: {', '.join(names)}")
     mesh_cluster = Cluster(mesh, kubeconfig, api_client(kubeconfig, mesh))
     external_cluster = mesh_cluster if external == mesh else Cluster(external, kubeconfig, api_client(kubeconfig, external))
     return mesh_cluster, external_cluster

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from kubectl_istio_remote import IMAGE
+from kubectl_istio_remote import IMAGE, permissions
 from kubectl_istio_remote.errors import UnavailableError, UserError
 from kubectl_istio_remote.kube import (
     DELETE_ORDER,
@@ -385,6 +385,7 @@ def open_session(settings: SessionSettings, mode: str) -> Iterator[str]:
     """
     deadline = time.monotonic() + settings.timeout
     find_istiods(settings)
+    permissions.require(permissions.needs(mode, settings.mesh, settings.external, settings.istio_namespace))
     io = LoopThread()
     session: ProxyPodMode | LocalMode
     session = ProxyPodMode(settings, io, settings.external.username()) if mode == "pod" else LocalMode(settings, io)

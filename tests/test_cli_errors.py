@@ -42,7 +42,7 @@ def plugin(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize("command", ["proxy-status", "shell", "cleanup", "doctor"])
 def test_unknown_context_names_the_choices(kubeconfig: str, command: str) -> None:
     result = plugin(command, "--kubeconfig", kubeconfig, "--context", "prod")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.strip() == "error: unknown context 'prod' (--context); choose one of: down"
 
 

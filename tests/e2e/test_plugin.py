@@ -11,7 +11,7 @@ from kubectl_istio_remote.cleanup import SELECTOR
 from kubectl_istio_remote.status import ExitStatus
 from tests.e2e.conftest import Sandbox
 from tests.e2e.test_sandbox_proof import listed_proxies
-from tests.sandbox.clusters import api
+from tests.sandbox.clusters import LIMITED_USER, api
 
 CLUSTERS = ["--context", "remote", "--external-context", "external"]
 
@@ -75,13 +75,40 @@ def test_shell_passes_the_commands_exit_code_through(sandbox: Sandbox) -> None:
     assert result.returncode == 7, result.stderr
 
 
-def test_unknown_context_is_a_one_line_usage_error(sandbox: Sandbox) -> None:
-    result = sandbox.run("kubectl-istio_remote", "proxy-status", "--context", "no-such-context")
-    assert result.returncode == ExitStatus.USAGE
-    assert len(result.stderr.strip().splitlines()) == 1 and "no-such-context" in result.stderr
-
-
 def test_user_without_rights_is_told_which_permission_is_missing(sandbox: Sandbox) -> None:
     result = sandbox.run("kubectl-istio_remote", "proxy-status", "--context", "remote-limited", "--external-context", "external-limited")
     assert result.returncode == ExitStatus.FORBIDDEN, result.stderr
     assert "forbidden" in result.stderr.lower() or "cannot" in result.stderr.lower()
+
+
+def test_partial_rights_are_named_before_anything_is_created(sandbox: Sandbox) -> None:
+    """A user who may read istiod pods but not create ours gets every missing right in one line."""
+    reader = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "istiod-reader", "namespace": sandbox.istio_namespace},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "istiod-reader", "namespace": sandbox.istio_namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "istiod-reader"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": LIMITED_USER}],
+    }
+    with api("external") as api_client:
+        rbac = client.RbacAuthorizationV1Api(api_client)
+        rbac.create_namespaced_role(sandbox.istio_namespace, reader)
+        rbac.create_namespaced_role_binding(sandbox.istio_namespace, binding)
+        try:
+            result = sandbox.run(
+                "kubectl-istio_remote", "proxy-status", "--context", "remote", "--external-context", "external-limited",
+                "-i", sandbox.istio_namespace,
+            )
+        finally:
+            rbac.delete_namespaced_role_binding("istiod-reader", sandbox.istio_namespace)
+            rbac.delete_namespaced_role("istiod-reader", sandbox.istio_namespace)
+    assert result.returncode == ExitStatus.FORBIDDEN, result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert "create pods/portforward" in error and "create pods in" in error and "create roles" in error, error
+    assert "doctor" in error
