@@ -13,6 +13,9 @@ from kubectl_istio_remote.errors import UserError
 
 #: istioctl 1.22 promoted the XDS-based proxy-status to the top level; older ones have it under `x`.
 STABLE_XDS_PROXY_STATUS = (1, 22)
+# From 1.28 istioctl resolves the default revision by watching MutatingWebhookConfigurations in
+# the mesh cluster, even with ISTIOCTL_XDS_ADDRESS set; without that right it waits until timeout.
+WATCHES_WEBHOOKS = (1, 28)
 VERSION_SECONDS = 30
 
 
@@ -26,6 +29,10 @@ class Istioctl:
         """(major, minor) of the version, or (0,) when it cannot be read (a dev build)."""
         match = re.match(r"(\d+)\.(\d+)", self.version)
         return (int(match[1]), int(match[2])) if match else (0,)
+
+    @property
+    def watches_webhooks(self) -> bool:
+        return self.release >= WATCHES_WEBHOOKS or self.release == (0,)
 
     def proxy_status_command(self) -> list[str]:
         if self.release >= STABLE_XDS_PROXY_STATUS or self.release == (0,):

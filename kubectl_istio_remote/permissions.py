@@ -16,17 +16,27 @@ class Need:
     resource: str
     namespace: str
     group: str = ""
+    name: str = ""
 
     @property
     def description(self) -> str:
-        return f"{self.verb} {self.resource} in {self.namespace} ({self.cluster.context})"
+        named = f" {self.name!r}" if self.name else ""
+        where = f"in {self.namespace}" if self.namespace else "cluster-wide"
+        return f"{self.verb} {self.resource}{named} {where} ({self.cluster.context})"
 
 
-def needs(mode: str, mesh: Cluster, external: Cluster, istio_namespace: str) -> list[Need]:
-    """Pod mode creates four objects and tunnels to the pod; local mode tunnels to each istiod. Both read istiod pods."""
+def needs(mode: str, mesh: Cluster, external: Cluster, istio_namespace: str, *, istioctl_watches_webhooks: bool = False) -> list[Need]:
+    """Pod mode creates four objects and tunnels to the pod; local mode tunnels to each istiod. Both read istiod pods.
+
+    istioctl 1.28+ also watches MutatingWebhookConfigurations of the mesh cluster to find the default revision.
+    """
     ns = istio_namespace
     common = [Need(external, verb, "pods", ns) for verb in ("get", "list", "watch")]
-    common += [Need(external, "create", "pods/portforward", ns), Need(mesh, "create", "serviceaccounts/token", ns)]
+    # kubectl's port-forward is authorized as `create`, the websocket one of the kubernetes client we use as `get`.
+    common += [Need(external, verb, "pods/portforward", ns) for verb in ("get", "create")]
+    common += [Need(mesh, "create", "serviceaccounts/token", ns, name="default")]
+    if istioctl_watches_webhooks:
+        common += [Need(mesh, verb, "mutatingwebhookconfigurations", "", "admissionregistration.k8s.io") for verb in ("list", "watch")]
     if mode == "local":
         return common
     pod_mode = [Need(external, verb, "pods", ns) for verb in ("create", "delete")]
@@ -41,7 +51,12 @@ def allowed(need: Need) -> bool:
     review = client.V1SelfSubjectAccessReview(
         spec=client.V1SelfSubjectAccessReviewSpec(
             resource_attributes=client.V1ResourceAttributes(
-                namespace=need.namespace, verb=need.verb, group=need.group, resource=resource, subresource=subresource or None
+                namespace=need.namespace,
+                verb=need.verb,
+                group=need.group,
+                resource=resource,
+                subresource=subresource or None,
+                name=need.name or None,
             )
         )
     )

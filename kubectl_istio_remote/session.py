@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -213,6 +213,9 @@ class ProxyPodMode:
         self._tunnel = Relay(target, PortForwardDialer(self._settings.external), port=_free_port())
         return self._io.run(self._tunnel.start(), 10)
 
+    def tunnel_error(self) -> str:
+        return self._tunnel.last_error if self._tunnel is not None else ""
+
     def close(self, deadline: float) -> list[str]:
         if self._tunnel is not None:
             with contextlib.suppress(Exception):
@@ -358,9 +361,19 @@ class LocalMode:
             self._io.run(self._aggregator.stop(0), _left(deadline))
         return []
 
+    def tunnel_error(self) -> str:
+        """Tunnels to each istiod fail per replica; the aggregator reports those in its answers."""
+        return ""
 
-def wait_healthy(io: LoopThread, address: str, deadline: float) -> None:
-    """Ask the aggregator's health service through the tunnel until it says SERVING."""
+
+def wait_healthy(io: LoopThread, address: str, deadline: float, tunnel_error: Callable[[], str]) -> None:
+    """Ask the aggregator's health service through the tunnel until it says SERVING.
+
+    A failure names the tunnel's own reason when it has one (a forbidden port-forward, say),
+    since the gRPC error seen through it only says the connection closed.
+    """
+    import grpc
+
     from kubectl_istio_remote.aggregator.client import Connection, check_health
 
     last = "no answer"
@@ -369,14 +382,17 @@ def wait_healthy(io: LoopThread, address: str, deadline: float) -> None:
             if io.run(check_health(Connection(address), timeout=min(5.0, _left(deadline))), _left(deadline) + 1):
                 return
             last = "not serving yet"
+        except grpc.RpcError as error:
+            last = tunnel_error() or f"{error.code().name}: {error.details()}"
         except Exception as error:  # noqa: BLE001 - keep trying until the deadline, report the last reason
-            last = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            text = str(error).strip()
+            last = tunnel_error() or (text.splitlines()[0] if text else type(error).__name__)
         time.sleep(0.3)
     raise UnavailableError(f"the aggregator at {address} did not become healthy: {last}", "raise --timeout, or retry with -v")
 
 
 @contextlib.contextmanager
-def open_session(settings: SessionSettings, mode: str) -> Iterator[str]:
+def open_session(settings: SessionSettings, mode: str, *, istioctl_watches_webhooks: bool) -> Iterator[str]:
     """Yield the local address of an aggregator that reaches every istiod; remove everything on the way out.
 
     Teardown runs whatever happened (error, Ctrl-C, SIGTERM, SIGHUP), is bounded, and a signal
@@ -385,14 +401,16 @@ def open_session(settings: SessionSettings, mode: str) -> Iterator[str]:
     """
     deadline = time.monotonic() + settings.timeout
     find_istiods(settings)
-    permissions.require(permissions.needs(mode, settings.mesh, settings.external, settings.istio_namespace))
+    permissions.require(
+        permissions.needs(mode, settings.mesh, settings.external, settings.istio_namespace, istioctl_watches_webhooks=istioctl_watches_webhooks)
+    )
     io = LoopThread()
     session: ProxyPodMode | LocalMode
     session = ProxyPodMode(settings, io, settings.external.username()) if mode == "pod" else LocalMode(settings, io)
     in_flight: BaseException | None = None
     try:
         address = session.open(deadline)
-        wait_healthy(io, address, deadline)
+        wait_healthy(io, address, deadline, session.tunnel_error)
         log.info("aggregator reachable at %s", address)
         yield address
     except BaseException as error:

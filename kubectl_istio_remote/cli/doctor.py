@@ -24,16 +24,18 @@ def command(
 
     settings = resolve_settings(flags)
     checks: list[tuple[bool, str]] = []
-    for need in permissions.needs(mode.value, settings.mesh, settings.external, settings.istio_namespace):
+    found = None
+    try:
+        found = istioctl.find(istioctl_path)
+        checks.append((found is not None, f"istioctl {found.version} at {found.path}" if found else "istioctl not on PATH (--native is used)"))
+    except UserError as error:
+        checks.append((False, error.one_line()))
+    watches = found is not None and found.watches_webhooks
+    for need in permissions.needs(mode.value, settings.mesh, settings.external, settings.istio_namespace, istioctl_watches_webhooks=watches):
         checks.append((permissions.allowed(need), f"may {need.description}"))
     try:
         pods = find_istiods(settings)
         checks.append((True, f"istiod pods found: {', '.join(pod.metadata.name for pod in pods)}"))
-    except UserError as error:
-        checks.append((False, error.one_line()))
-    try:
-        found = istioctl.find(istioctl_path)
-        checks.append((found is not None, f"istioctl {found.version} at {found.path}" if found else "istioctl not on PATH (--native is used)"))
     except UserError as error:
         checks.append((False, error.one_line()))
     for ok, text in checks:

@@ -29,7 +29,9 @@ def command(
     argv = options.passthrough_args() or [shell or os.environ.get("SHELL") or "/bin/sh"]
     with signals_interrupt():
         warn_about_leftovers(settings.external, settings.istio_namespace)
-        with open_session(settings, flags.mode.value) as address:
+        # The shell is there to run istioctl: the rights the installed one needs are checked up front.
+        installed = istioctl_adapter.find(None)
+        with open_session(settings, flags.mode.value, istioctl_watches_webhooks=installed is not None and installed.watches_webhooks) as address:
             env = istioctl_adapter.environment(address, settings.istio_namespace)
             env["ISTIO_REMOTE_CONTEXT"] = settings.mesh.context
             env["PS1"] = PROMPT_MARKER + env.get("PS1", r"\w \$ ")

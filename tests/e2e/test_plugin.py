@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
-from kubernetes import client
+import yaml
+from kubernetes import client, dynamic
 
 from kubectl_istio_remote.cleanup import SELECTOR
 from kubectl_istio_remote.status import ExitStatus
 from tests.e2e.conftest import Sandbox
 from tests.e2e.test_sandbox_proof import listed_proxies
-from tests.sandbox.clusters import LIMITED_USER, api
+from tests.sandbox.clusters import LIMITED_USER, api, apply
 
+EXAMPLE_RBAC = Path(__file__).resolve().parents[2] / "examples" / "rbac.yaml"
 CLUSTERS = ["--context", "remote", "--external-context", "external"]
 
 
@@ -112,3 +115,33 @@ def test_partial_rights_are_named_before_anything_is_created(sandbox: Sandbox) -
     error = result.stderr.strip().splitlines()[-1]
     assert "create pods/portforward" in error and "create pods in" in error and "create roles" in error, error
     assert "doctor" in error
+
+
+def test_the_documented_rbac_example_is_enough_for_both_modes(sandbox: Sandbox) -> None:
+    """examples/rbac.yaml, bound to a user with no other rights, runs doctor and proxy-status."""
+    documents = [doc for doc in yaml.safe_load_all(EXAMPLE_RBAC.read_text()) if doc]
+    for document in documents:
+        if "namespace" in document["metadata"]:
+            document["metadata"]["namespace"] = sandbox.istio_namespace
+        if "subjects" in document:
+            document["subjects"] = [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": LIMITED_USER}]
+    external, mesh = documents[:2], documents[2:]
+    apply("external", external)
+    apply("remote", mesh)
+    limited = ["--context", "remote-limited", "--external-context", "external-limited", "-i", sandbox.istio_namespace]
+    try:
+        doctor = sandbox.run("kubectl-istio_remote", "doctor", *limited)
+        runs = {mode: sandbox.run("kubectl-istio_remote", "proxy-status", *limited, "--mode", mode) for mode in ("pod", "local")}
+    finally:
+        for context, group in (("external", external), ("remote", mesh)):
+            with api(context) as api_client:
+                dyn = dynamic.DynamicClient(api_client)
+                for document in group:
+                    resource = dyn.resources.get(api_version=document["apiVersion"], kind=document["kind"])
+                    resource_namespace = document["metadata"].get("namespace")
+                    dyn.delete(resource, name=document["metadata"]["name"], namespace=resource_namespace)
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "mutatingwebhookconfigurations" in doctor.stdout
+    for mode, result in runs.items():
+        assert result.returncode == 0, f"{mode}: {result.stderr}"
+        assert listed_proxies(result.stdout) == set(sandbox.proxies), result.stdout
