@@ -22,3 +22,9 @@ class UsageError(UserError):
 
 class UnavailableError(UserError):
     exit_status = ExitStatus.UNAVAILABLE
+
+
+class DeadlineError(UserError):
+    """--timeout ran out before the session was ready."""
+
+    exit_status = ExitStatus.TIMEOUT

@@ -25,7 +25,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from kubectl_istio_remote import IMAGE, permissions
-from kubectl_istio_remote.errors import UnavailableError, UserError
+from kubectl_istio_remote.errors import DeadlineError, UnavailableError, UserError
 from kubectl_istio_remote.kube import (
     DELETE_ORDER,
     EXPIRES_ANNOTATION,
@@ -112,12 +112,25 @@ def find_istiods(settings: SessionSettings) -> list[client.V1Pod]:
     except Exception as error:  # noqa: BLE001 - explain() sorts API refusals from unreachable servers
         raise explain(error, settings.external, "list", "pods", settings.istio_namespace) from None
     if not pods:
+        _require_namespace(settings.external, settings.istio_namespace)
         raise UserError(
             f"no istiod found: no running pods with label {settings.istiod_selector} in namespace "
             f"{settings.istio_namespace} of context {settings.external.context}",
             "set -i/--istio-namespace, --revision or --external-context",
         )
     return pods
+
+
+def _require_namespace(cluster: Cluster, namespace: str) -> None:
+    """A mistyped -i is the usual reason for finding no istiod: say so when the namespace is missing."""
+    try:
+        cluster.core.read_namespace(namespace)
+    except ApiException as error:
+        if error.status == 404:
+            raise UserError(
+                f"namespace {namespace} does not exist in context {cluster.context}", "set -i/--istio-namespace to istiod's namespace"
+            ) from None
+        # Not allowed to read namespaces: the "no istiod found" message that follows still applies.
 
 
 def proxy_pod_objects(settings: SessionSettings, session_id: str, user: str, args: list[str]) -> dict[str, Any]:
@@ -274,7 +287,7 @@ class ProxyPodMode:
                     break
         except ApiException as error:
             raise explain(error, external, "watch", "pods", namespace) from None
-        raise UnavailableError(
+        raise DeadlineError(
             f"pod {namespace}/{self.name} was not ready within --timeout", "raise --timeout, or look at `kubectl describe pod`"
         )
 
@@ -388,7 +401,7 @@ def wait_healthy(io: LoopThread, address: str, deadline: float, tunnel_error: Ca
             text = str(error).strip()
             last = tunnel_error() or (text.splitlines()[0] if text else type(error).__name__)
         time.sleep(0.3)
-    raise UnavailableError(f"the aggregator at {address} did not become healthy: {last}", "raise --timeout, or retry with -v")
+    raise DeadlineError(f"the aggregator at {address} was not healthy within --timeout: {last}", "raise --timeout, or retry with -v")
 
 
 @contextlib.contextmanager

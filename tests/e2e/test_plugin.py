@@ -145,3 +145,37 @@ def test_the_documented_rbac_example_is_enough_for_both_modes(sandbox: Sandbox) 
     for mode, result in runs.items():
         assert result.returncode == 0, f"{mode}: {result.stderr}"
         assert listed_proxies(result.stdout) == set(sandbox.proxies), result.stdout
+
+
+def test_proxy_status_of_one_pod_shows_istioctls_comparison(sandbox: Sandbox) -> None:
+    pod = sandbox.proxies_of(len(sandbox.istiods) - 1)[-1]
+    result = sandbox.run("kubectl", "istio-remote", "proxy-status", pod, *CLUSTERS)
+    assert result.returncode == 0, result.stderr
+    assert "Clusters Match" in result.stdout and "Listeners Match" in result.stdout, result.stdout
+
+
+def test_doctor_passes_for_a_full_rights_user(sandbox: Sandbox) -> None:
+    result = sandbox.run("kubectl", "istio-remote", "doctor", *CLUSTERS)
+    assert result.returncode == 0, result.stdout
+    lines = result.stdout.splitlines()
+    assert lines and all(line.startswith("[ok]") for line in lines), result.stdout
+    assert any("istiod pods found: istiod-0, istiod-1, istiod-2" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "words"),
+    [
+        (["-i", "default"], ExitStatus.ERROR, ["no istiod found", "app=istiod", "namespace default", "context external", "-i/--istio-namespace"]),
+        (["-i", "no-such-namespace"], ExitStatus.ERROR, ["namespace no-such-namespace does not exist", "context external"]),
+        (["-i", "external-istiod", "--revision", "canary"], ExitStatus.ERROR, ["no istiod found", "istio.io/rev=canary", "--revision"]),
+        (["--istioctl", "/nonexistent/istioctl"], ExitStatus.ERROR, ["istioctl not found", "--istioctl", "--native"]),
+        (["--timeout", "0.3"], ExitStatus.TIMEOUT, ["within --timeout", "raise --timeout"]),
+    ],
+    ids=["no-istiod", "missing-namespace", "wrong-revision", "istioctl-missing", "timeout"],
+)
+def test_bad_input_is_one_line_with_the_next_step(sandbox: Sandbox, args: list[str], status: int, words: list[str]) -> None:
+    result = sandbox.run("kubectl-istio_remote", "proxy-status", *CLUSTERS, *args)
+    assert result.returncode == status, result.stderr
+    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1, result.stderr
+    assert all(word in error[0] for word in words), error[0]
