@@ -1,7 +1,9 @@
 """The aggregator's side facing istiod: one gRPC channel per replica, reached through a pluggable dialer.
 
 Each replica's channel goes through a `Relay` that opens the byte stream with a `Dialer` (a TCP
-connection to the pod IP, or a Kubernetes port-forward from a laptop) and adds TLS itself.
+connection to the pod IP, or a Kubernetes port-forward from a laptop) and adds TLS itself; gRPC
+Python cannot skip certificate checks as istioctl does. Plaintext over plain TCP needs neither,
+so gRPC dials the replica directly and the bytes are not copied through Python.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest, Discovery
 from google.protobuf.message import DecodeError
 
 from kubectl_istio_remote.aggregator.merge import Answer
-from kubectl_istio_remote.relay import Dialer, Relay, Target
+from kubectl_istio_remote.relay import Dialer, Relay, Target, TcpDialer
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +53,12 @@ class IstiodLink:
     ) -> None:
         self.target = target
         self._channel_options = list(channel_options)
-        self._relay = Relay(target, dialer, tls)
+        self._relay = None if tls is None and isinstance(dialer, TcpDialer) else Relay(target, dialer, tls)
         self._channel: grpc.aio.Channel | None = None
         self._stream: grpc.aio.StreamStreamMultiCallable | None = None
 
     async def start(self) -> None:
-        address = await self._relay.start()
+        address = await self._relay.start() if self._relay is not None else f"{self.target.host}:{self.target.port}"
         options = [*self._channel_options, ("grpc.default_authority", self.target.authority)]
         self._channel = grpc.aio.insecure_channel(address, options=options)
         self._stream = self._channel.stream_stream(
@@ -66,7 +68,8 @@ class IstiodLink:
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close()
-        await self._relay.close()
+        if self._relay is not None:
+            await self._relay.close()
 
     async def ask(self, request: DiscoveryRequest, metadata: Sequence[tuple[str, str]], timeout: float) -> Answer:
         """Send `request` on a fresh stream and return the first response of the same type.
@@ -97,7 +100,7 @@ class IstiodLink:
         reason = f"{error.code().name}: {error.details()}"
         if error.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
             reason = "no answer before the deadline (--istiod-timeout)"
-        elif error.code() is grpc.StatusCode.UNAVAILABLE and self._relay.last_error:
+        elif error.code() is grpc.StatusCode.UNAVAILABLE and self._relay is not None and self._relay.last_error:
             reason = f"UNAVAILABLE: {self._relay.last_error}"
         return UpstreamFailure(self.target.name, reason, error.code())
 

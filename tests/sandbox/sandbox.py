@@ -14,6 +14,10 @@ SHAPE = STATE / "shape.json"
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
+def is_running(istiods: int, proxies: int) -> bool:
+    return _running({"istiods": istiods, "proxies": proxies})
+
+
 def _running(shape: dict) -> bool:
     try:
         recorded = json.loads(SHAPE.read_text())

@@ -1,0 +1,66 @@
+"""End-to-end benchmarks of `proxy-status` in the sandbox (issue 4), one run, printed as a Markdown table.
+
+1. `kubectl istio-remote proxy-status --mode local` (port-forwards, in-process aggregator, real
+   istioctl) vs the real istioctl pointed straight at one istiod replica (what users do today,
+   seeing a third of the mesh). Target: <= 1.3x.
+2. Pod mode vs local mode. Target: pod mode <= 2 s more.
+
+Run: `python -m bench.plugin` (brings the sandbox up if it is not running, leaves it as found).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import time
+
+from tests.sandbox import sandbox as sandbox_control
+from tests.sandbox.__main__ import environment
+from tests.sandbox.mesh import ISTIO_NAMESPACE, istiod_addresses
+
+ROUNDS = 7
+CLUSTERS = ["--context", "remote", "--external-context", "external"]
+
+
+def timed(argv: list[str], env: dict[str, str], rounds: int = ROUNDS) -> float:
+    """Median wall time in seconds over `rounds` runs after one warm-up; every run must succeed."""
+    samples = []
+    for round_index in range(rounds + 1):
+        started = time.perf_counter()
+        result = subprocess.run(argv, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+        elapsed = time.perf_counter() - started
+        if result.returncode != 0:
+            raise SystemExit(f"{' '.join(argv)} failed: {result.stderr.strip()}")
+        if round_index:
+            samples.append(elapsed)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    was_running = sandbox_control.is_running(3, 6)
+    sandbox_control.up(3, 6)
+    try:
+        exports = environment()
+        env = {**os.environ, "KUBECONFIG": exports["KUBECONFIG"], "PATH": exports["PATH"].replace("$PATH", os.environ["PATH"])}
+        one_replica = timed(
+            ["istioctl", "proxy-status", "--context", "remote", "-i", ISTIO_NAMESPACE],
+            {**env, "ISTIOCTL_XDS_ADDRESS": f"{istiod_addresses()[0]}:15012"},
+        )
+        local = timed(["kubectl-istio_remote", "proxy-status", *CLUSTERS, "--mode", "local"], env)
+        pod = timed(["kubectl-istio_remote", "proxy-status", *CLUSTERS, "--mode", "pod"], env)
+    finally:
+        if not was_running:
+            sandbox_control.down()
+    ratio = local / one_replica
+    extra = pod - local
+    print(f"### `proxy-status` end to end: 3 istiod replicas, 6 sidecars (median of {ROUNDS})\n")
+    print("| measure | value | against target |")
+    print("|---|---|---|")
+    print(f"| real istioctl straight at one replica (sees 1/3 of the mesh) | {one_replica * 1000:.0f} ms |  |")
+    print(f"| `proxy-status --mode local` (whole mesh) | {local * 1000:.0f} ms | {ratio:.2f}x (target <= 1.3x: {'met' if ratio <= 1.3 else 'NOT met'}) |")
+    print(f"| `proxy-status --mode pod` (whole mesh) | {pod * 1000:.0f} ms | +{extra:.2f} s over local (target <= 2 s: {'met' if extra <= 2 else 'NOT met'}) |")
+
+
+if __name__ == "__main__":
+    main()
