@@ -106,7 +106,7 @@ def _install_remote() -> None:
     )
 
 
-def _mesh_config() -> Path:
+def mesh_config() -> Path:
     path = STATE / "mesh.yaml"
     path.write_text(yaml.safe_dump(
             {
@@ -122,7 +122,7 @@ def _mesh_config() -> Path:
     return path
 
 
-def _start_istiod(index: int, address: str, kubeconfig: Path, mesh: Path) -> None:
+def start_istiod(index: int, address: str, kubeconfig: Path, mesh: Path) -> None:
     name = f"istiod-{index}"
     workdir = STATE / name
     workdir.mkdir(parents=True, exist_ok=True)
@@ -176,7 +176,7 @@ def _start_istiods(count: int) -> list[str]:
             _service_account("istiod", ISTIO_NAMESPACE),
         ],
     )
-    kubeconfig, mesh = context_kubeconfig("remote"), _mesh_config()
+    kubeconfig, mesh = context_kubeconfig("remote"), mesh_config()
     addresses = []
     for index in range(count):
         name = f"istiod-{index}"
@@ -185,7 +185,7 @@ def _start_istiods(count: int) -> list[str]:
         address = wait_pod_ip("external", ISTIO_NAMESPACE, name)
         apply("external", [port_forward(name, ISTIO_NAMESPACE, address, ISTIOD_PORTS)])
         log(f"starting {name} on {address}")
-        _start_istiod(index, address, kubeconfig, mesh)
+        start_istiod(index, address, kubeconfig, mesh)
         addresses.append(address)
     for index, address in enumerate(addresses):
         procs.wait_until(f"istiod-{index} ready", lambda a=address: _http_ok(f"http://{a}:8080/ready"), 120, process=f"istiod-{index}")

@@ -1,0 +1,97 @@
+"""Real istiod replicas failing under a running mesh, and several users at once (issue 6, first part).
+
+Runs before the other end-to-end modules (alphabetical order) and puts every replica back as it
+found it, waiting until each sidecar is connected again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from kubectl_istio_remote.status import ExitStatus
+from tests.e2e.conftest import Sandbox
+from tests.e2e.test_plugin import CLUSTERS, leftovers
+from tests.e2e.test_sandbox_proof import listed_proxies
+from tests.sandbox import clusters, mesh, procs
+
+NATIVE_LOCAL = ["kubectl-istio_remote", "proxy-status", *CLUSTERS, "--mode", "local", "--native"]
+
+
+def _pid(name: str) -> int:
+    return int((procs.PIDS / f"{name}.pid").read_text())
+
+
+def _restore(sandbox: Sandbox) -> None:
+    """Restart stopped replicas, resume paused ones, wait for every sidecar to be back."""
+    kubeconfig, mesh_config = clusters.context_kubeconfig("remote"), mesh.mesh_config()
+    for index, address in enumerate(sandbox.istiods):
+        name = f"istiod-{index}"
+        if procs.is_running(name):
+            os.killpg(_pid(name), signal.SIGCONT)
+        else:
+            mesh.start_istiod(index, address, kubeconfig, mesh_config)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        result = sandbox.run(*NATIVE_LOCAL)
+        if result.returncode == 0 and listed_proxies(result.stdout) == set(sandbox.proxies) and "warning" not in result.stderr:
+            return
+        time.sleep(1)
+    raise AssertionError("the sandbox's replicas did not come back: " + result.stderr)
+
+
+@contextmanager
+def faults(sandbox: Sandbox, *, stopped: tuple[int, ...] = (), paused: tuple[int, ...] = ()) -> Iterator[None]:
+    """Stop replicas (connections refused) or pause them (connections accepted, never answered)."""
+    try:
+        for index in stopped:
+            procs.stop(f"istiod-{index}")
+        for index in paused:
+            os.killpg(_pid(f"istiod-{index}"), signal.SIGSTOP)
+        yield
+    finally:
+        _restore(sandbox)
+
+
+def test_answer_comes_from_the_healthy_replica_and_names_the_failed_ones(sandbox: Sandbox) -> None:
+    with faults(sandbox, stopped=(0,), paused=(1,)):
+        started = time.monotonic()
+        result = sandbox.run(*NATIVE_LOCAL)
+        elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert listed_proxies(result.stdout) == set(sandbox.proxies_of(2)), result.stdout
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: istiod")]
+    assert any("istiod-0" in line for line in warnings) and any("istiod-1" in line and "deadline" in line for line in warnings), result.stderr
+    assert elapsed < 60, f"the paused replica held the answer for {elapsed:.0f} s"
+
+
+def test_all_replicas_down_is_one_clear_unavailable_error(sandbox: Sandbox) -> None:
+    with faults(sandbox, stopped=(0, 1, 2)):
+        result = sandbox.run(*NATIVE_LOCAL)
+    assert result.returncode == ExitStatus.UNAVAILABLE, result.stdout + result.stderr
+    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and all(f"istiod-{i}" in error[0] for i in range(3)), result.stderr
+    assert leftovers(sandbox) == []
+
+
+def test_five_sessions_at_once_each_answer_and_leave_nothing(sandbox: Sandbox) -> None:
+    runs = [
+        subprocess.Popen(
+            ["kubectl-istio_remote", "proxy-status", *CLUSTERS, "--native", "--mode", "pod"],
+            env=sandbox.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for _ in range(5)
+    ]
+    outputs = [run.communicate(timeout=180) for run in runs]
+    for run, (stdout, stderr) in zip(runs, outputs):
+        assert run.returncode == 0, stderr
+        assert listed_proxies(stdout) == set(sandbox.proxies), stdout
+    pods = {line.split()[2] for _, stderr in outputs for line in stderr.splitlines() if line.startswith("creating pod")}
+    assert len(pods) == 5  # five distinct session names
+    assert leftovers(sandbox) == []
