@@ -1,3 +1,3 @@
-from kubectl_istio_remote.cli import main
+from kubectl_istio_remote.launch import main
 
 main()
