@@ -179,3 +179,11 @@ def test_bad_input_is_one_line_with_the_next_step(sandbox: Sandbox, args: list[s
     error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(error) == 1, result.stderr
     assert all(word in error[0] for word in words), error[0]
+
+
+def test_arguments_after_double_dash_go_to_istioctl(sandbox: Sandbox) -> None:
+    result = sandbox.run("kubectl", "istio-remote", "proxy-status", *CLUSTERS, "--", "-v", "1")
+    assert result.returncode == 0, result.stderr
+    header = result.stdout.splitlines()[0].split()
+    assert {"CDS", "LDS", "EDS", "RDS"} <= set(header), result.stdout  # istioctl's per-type columns
+    assert listed_proxies(result.stdout) == set(sandbox.proxies)
