@@ -62,11 +62,13 @@ def knows_proxy(response: DiscoveryResponse) -> bool:
     """True unless the istiod said, one way or another, that the proxy is not connected to it.
 
     istiod's status generator answers an unknown proxy with no resources; its debug pages answer
-    with a single resource carrying the "Proxy not connected" text.
+    with a single resource carrying the "Proxy not connected" text. Only that one resource is read:
+    scanning every resource of a 10 000-proxy syncz cost more than the rest of the merge.
     """
-    if not response.resources:
-        return False
-    return not any(PROXY_NOT_CONNECTED in resource.value for resource in response.resources)
+    resources = response.resources
+    if len(resources) != 1:
+        return bool(resources)
+    return PROXY_NOT_CONNECTED not in resources[0].value
 
 
 def merge(request: DiscoveryRequest, answers: Sequence[Answer], control_plane_id: str) -> bytes:
