@@ -165,6 +165,8 @@ def delete_objects(cluster: Cluster, namespace: str, refs: list[ObjectRef], dead
         except ApiException as error:
             if error.status != 404:
                 raise explain(error, cluster, "delete", ref.kind.lower() + "s", namespace) from None
+            pending.pop(0)  # already gone, or never created: nothing to report
+            continue
         except Exception as error:  # noqa: BLE001 - unreachable for now: retry until the deadline
             last_error = error
             time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))

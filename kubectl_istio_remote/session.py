@@ -249,11 +249,13 @@ class ProxyPodMode:
         progress(f"creating pod {namespace}/{self.name} in context {external.context}")
         created = {}
         for kind, resource, create in steps:
+            # Recorded before the request: a signal can land after the server created the object
+            # and before we hear back; teardown deletes it either way (a 404 is fine).
+            self._created.append(kind)
             try:
                 created[kind] = create(objects[kind])
             except Exception as error:  # noqa: BLE001 - explained, then the caller tears down what exists
                 raise _admission_or(error, external, resource, namespace) from None
-            self._created.append(kind)
         owner = {
             "apiVersion": "v1",
             "kind": "Pod",

@@ -169,7 +169,8 @@ def test_doctor_passes_for_a_full_rights_user(sandbox: Sandbox) -> None:
         (["-i", "no-such-namespace"], ExitStatus.ERROR, ["namespace no-such-namespace does not exist", "context external"]),
         (["-i", "external-istiod", "--revision", "canary"], ExitStatus.ERROR, ["no istiod found", "istio.io/rev=canary", "--revision"]),
         (["--istioctl", "/nonexistent/istioctl"], ExitStatus.ERROR, ["istioctl not found", "--istioctl", "--native"]),
-        (["--timeout", "0.3"], ExitStatus.TIMEOUT, ["within --timeout", "raise --timeout"]),
+        # An image whose pod runs but never answers (the sandbox runs only our own image's pods).
+        (["--image", "example.invalid/never-answers:1", "--timeout", "3"], ExitStatus.TIMEOUT, ["within --timeout", "raise --timeout"]),
     ],
     ids=["no-istiod", "missing-namespace", "wrong-revision", "istioctl-missing", "timeout"],
 )
