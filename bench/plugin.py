@@ -10,13 +10,11 @@ Run: `python -m bench.plugin` (brings the sandbox up if it is not running, leave
 
 from __future__ import annotations
 
-import os
 import statistics
 import subprocess
 import time
 
 from tests.sandbox import sandbox as sandbox_control
-from tests.sandbox.__main__ import environment
 from tests.sandbox.mesh import ISTIO_NAMESPACE, istiod_addresses
 
 ROUNDS = 7
@@ -41,8 +39,7 @@ def main() -> None:
     was_running = sandbox_control.is_running(3, 6)
     sandbox_control.up(3, 6)
     try:
-        exports = environment()
-        env = {**os.environ, "KUBECONFIG": exports["KUBECONFIG"], "PATH": exports["PATH"].replace("$PATH", os.environ["PATH"])}
+        env = sandbox_control.process_environment()
         one_replica = timed(
             ["istioctl", "proxy-status", "--context", "remote", "-i", ISTIO_NAMESPACE],
             {**env, "ISTIOCTL_XDS_ADDRESS": f"{istiod_addresses()[0]}:15012"},

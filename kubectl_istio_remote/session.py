@@ -13,7 +13,6 @@ import contextlib
 import datetime
 import logging
 import secrets
-import signal
 import sys
 import threading
 import time

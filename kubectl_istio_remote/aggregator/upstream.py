@@ -2,8 +2,7 @@
 
 Each replica's channel goes through a `Relay` that opens the byte stream with a `Dialer` (a TCP
 connection to the pod IP, or a Kubernetes port-forward from a laptop) and adds TLS itself; gRPC
-Python cannot skip certificate checks as istioctl does. Plaintext over plain TCP needs neither,
-so gRPC dials the replica directly and the bytes are not copied through Python.
+Python cannot skip certificate checks as istioctl does.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest, Discovery
 from google.protobuf.message import DecodeError
 
 from kubectl_istio_remote.aggregator.merge import Answer
-from kubectl_istio_remote.relay import Dialer, Relay, Target, TcpDialer
+from kubectl_istio_remote.relay import Dialer, Relay, Target
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +52,12 @@ class IstiodLink:
     ) -> None:
         self.target = target
         self._channel_options = list(channel_options)
-        self._relay = None if tls is None and isinstance(dialer, TcpDialer) else Relay(target, dialer, tls)
+        self._relay = Relay(target, dialer, tls)
         self._channel: grpc.aio.Channel | None = None
         self._stream: grpc.aio.StreamStreamMultiCallable | None = None
 
     async def start(self) -> None:
-        address = await self._relay.start() if self._relay is not None else f"{self.target.host}:{self.target.port}"
+        address = await self._relay.start()
         options = [*self._channel_options, ("grpc.default_authority", self.target.authority)]
         self._channel = grpc.aio.insecure_channel(address, options=options)
         self._stream = self._channel.stream_stream(
@@ -68,8 +67,7 @@ class IstiodLink:
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close()
-        if self._relay is not None:
-            await self._relay.close()
+        await self._relay.close()
 
     async def ask(self, request: DiscoveryRequest, metadata: Sequence[tuple[str, str]], timeout: float) -> Answer:
         """Send `request` on a fresh stream and return the first response of the same type.
@@ -100,7 +98,7 @@ class IstiodLink:
         reason = f"{error.code().name}: {error.details()}"
         if error.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
             reason = "no answer before the deadline (--istiod-timeout)"
-        elif error.code() is grpc.StatusCode.UNAVAILABLE and self._relay is not None and self._relay.last_error:
+        elif error.code() is grpc.StatusCode.UNAVAILABLE and self._relay.last_error:
             reason = f"UNAVAILABLE: {self._relay.last_error}"
         return UpstreamFailure(self.target.name, reason, error.code())
 

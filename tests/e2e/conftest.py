@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import pytest
 
 from tests.sandbox import sandbox as sandbox_control
-from tests.sandbox.__main__ import environment
 from tests.sandbox.mesh import ISTIO_NAMESPACE, istiod_addresses
 
 ISTIODS = 3
@@ -39,13 +38,16 @@ class Sandbox:
         return [name for index, name in enumerate(self.proxies) if index % len(self.istiods) == replica]
 
 
+def connect() -> Sandbox:
+    """The running sandbox, as seen by a user who ran `eval "$(python -m tests.sandbox env)"`."""
+    return Sandbox(sandbox_control.process_environment(), istiod_addresses(), [f"sleep-{i}.sample" for i in range(PROXIES)])
+
+
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[Sandbox]:
     sandbox_control.up(ISTIODS, PROXIES)
-    exports = environment()
-    env = {**os.environ, "KUBECONFIG": exports["KUBECONFIG"], "PATH": exports["PATH"].replace("$PATH", os.environ["PATH"])}
     try:
-        yield Sandbox(env, istiod_addresses(), [f"sleep-{i}.sample" for i in range(PROXIES)])
+        yield connect()
     finally:
         if not os.environ.get("SANDBOX_KEEP"):
             sandbox_control.down()

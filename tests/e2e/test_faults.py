@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
 
 from kubectl_istio_remote.status import ExitStatus
 from tests.e2e.conftest import Sandbox
@@ -24,17 +23,13 @@ from tests.sandbox import clusters, mesh, procs
 NATIVE_LOCAL = ["kubectl-istio_remote", "proxy-status", *CLUSTERS, "--mode", "local", "--native"]
 
 
-def _pid(name: str) -> int:
-    return int((procs.PIDS / f"{name}.pid").read_text())
-
-
 def _restore(sandbox: Sandbox) -> None:
     """Restart stopped replicas, resume paused ones, wait for every sidecar to be back."""
     kubeconfig, mesh_config = clusters.context_kubeconfig("remote"), mesh.mesh_config()
     for index, address in enumerate(sandbox.istiods):
         name = f"istiod-{index}"
         if procs.is_running(name):
-            os.killpg(_pid(name), signal.SIGCONT)
+            os.killpg(procs.recorded_pid(name), signal.SIGCONT)
         else:
             mesh.start_istiod(index, address, kubeconfig, mesh_config)
     deadline = time.monotonic() + 90
@@ -53,7 +48,7 @@ def faults(sandbox: Sandbox, *, stopped: tuple[int, ...] = (), paused: tuple[int
         for index in stopped:
             procs.stop(f"istiod-{index}")
         for index in paused:
-            os.killpg(_pid(f"istiod-{index}"), signal.SIGSTOP)
+            os.killpg(procs.recorded_pid(f"istiod-{index}"), signal.SIGSTOP)
         yield
     finally:
         _restore(sandbox)

@@ -105,14 +105,11 @@ def test_signals_at_random_moments_leave_nothing_and_exit_as_documented(sandbox:
 
 
 if __name__ == "__main__":
+    from tests.e2e.conftest import ISTIODS, PROXIES, connect
     from tests.sandbox import sandbox as sandbox_control
-    from tests.sandbox.__main__ import environment
-    from tests.sandbox.mesh import istiod_addresses
 
-    sandbox_control.up(3, 6)
-    exports = environment()
-    env = {**os.environ, "KUBECONFIG": exports["KUBECONFIG"], "PATH": exports["PATH"].replace("$PATH", os.environ["PATH"])}
-    results = campaign(Sandbox(env, istiod_addresses(), [f"sleep-{i}.sample" for i in range(6)]), RUNS, seed=2026)
+    sandbox_control.up(ISTIODS, PROXIES)
+    results = campaign(connect(), RUNS, seed=2026)
     print(table(results))
     for outcome in results:
         if not outcome.ok:

@@ -3,36 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
-from pathlib import Path
 
-from tests.sandbox.paths import STATE, log
-
-
-def _bin_dir() -> Path:
-    """A directory of symlinks putting istioctl, kubectl, krew and the plugin on PATH."""
-    from tests.sandbox import build
-
-    directory = STATE / "bin"
-    directory.mkdir(parents=True, exist_ok=True)
-    for name in ("istioctl", "kubectl", "kubectl-krew", "validate-krew-manifest"):
-        link = directory / name
-        link.unlink(missing_ok=True)
-        link.symlink_to(build.binary(name))
-    plugin = shutil.which("kubectl-istio_remote", path=str(Path(sys.executable).parent))
-    if plugin:
-        link = directory / "kubectl-istio_remote"
-        link.unlink(missing_ok=True)
-        link.symlink_to(plugin)
-    return directory
-
-
-def environment() -> dict[str, str]:
-    from tests.sandbox.clusters import KUBECONFIG
-
-    return {"KUBECONFIG": str(KUBECONFIG), "PATH": f"{_bin_dir()}:{Path(sys.executable).parent}:$PATH"}
+from tests.sandbox.paths import log
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,8 +32,11 @@ def main(argv: list[str] | None = None) -> int:
             sandbox.up(args.istiods, args.proxies)
             log(f"up in {time.monotonic() - started:.0f} s; run `eval $(python -m tests.sandbox env)`")
         elif args.command == "env":
-            for key, value in environment().items():
-                print(f'export {key}="{value}"')
+            from tests.sandbox import sandbox
+
+            exports = sandbox.exports()
+            print(f'export KUBECONFIG="{exports["KUBECONFIG"]}"')
+            print(f'export PATH="{exports["PATH"]}:$PATH"')
         elif args.command == "down":
             from tests.sandbox import sandbox
 

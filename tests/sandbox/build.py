@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.sandbox.paths import CACHE, log
@@ -41,7 +41,6 @@ class Component:
     commands: dict[str, str]  # binary name -> package path
     ldflags: str = ""
     replace_staging: bool = False
-    extra: tuple[str, ...] = field(default=())
 
     @property
     def key(self) -> str:
@@ -53,10 +52,6 @@ class Component:
 
     def binary(self, command: str) -> Path:
         return self.directory / "bin" / command
-
-
-def _istio_ldflags() -> str:
-    return "-s -w -X istio.io/istio/pkg/version.buildVersion=1.31-dev -X istio.io/istio/pkg/version.buildStatus=Clean"
 
 
 COMPONENTS: tuple[Component, ...] = (
@@ -91,7 +86,7 @@ COMPONENTS: tuple[Component, ...] = (
             "pilot-discovery": "istio.io/istio/pilot/cmd/pilot-discovery",
             "istioctl": "istio.io/istio/istioctl/cmd/istioctl",
         },
-        ldflags=_istio_ldflags(),
+        ldflags="-s -w -X istio.io/istio/pkg/version.buildVersion=1.31-dev -X istio.io/istio/pkg/version.buildStatus=Clean",
     ),
     Component(
         "krew",
@@ -104,10 +99,6 @@ COMPONENTS: tuple[Component, ...] = (
         ldflags=f"-s -w -X sigs.k8s.io/krew/internal/version.gitTag={KREW_VERSION}",
     ),
 )
-
-
-def component(name: str) -> Component:
-    return next(c for c in COMPONENTS if c.name == name)
 
 
 def binary(name: str) -> Path:
@@ -156,7 +147,7 @@ def _prepare_module(comp: Component, work: Path) -> None:
     go_mod = work / "go.mod"
     if go_mod.exists() and (work / "go.sum").exists():
         return
-    go_mod.write_text(f"module sandboxbuild\n\ngo 1.26\n")
+    go_mod.write_text("module sandboxbuild\n\ngo 1.26\n")
     lines = _staging_replacements(comp) if comp.replace_staging else []
     imports = "\n".join(f'\t_ "{pkg}"' for pkg in comp.commands.values())
     (work / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\nimport (\n{imports}\n)\n")

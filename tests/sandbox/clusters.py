@@ -91,7 +91,7 @@ def _apiserver(spec: ClusterSpec, ca: Authority) -> None:
             f"--client-ca-file={ca.cert_path}",
             f"--service-account-key-file={signing}",
             f"--service-account-signing-key-file={signing}",
-            f"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-cluster-ip-range={spec.service_cidr}",
             "--authorization-mode=Node,RBAC",
             "--enable-admission-plugins=NodeRestriction",
@@ -187,9 +187,9 @@ def context_kubeconfig(context: str) -> Path:
 
 def _write_kubeconfig(ca: Authority) -> None:
     users, contexts = [], []
+    admin_cert, admin_key = ca.issue("admin", "sandbox-admin", groups=("system:masters",))
+    limited_cert, limited_key = ca.issue("limited", LIMITED_USER)
     for spec in CLUSTERS:
-        admin_cert, admin_key = ca.issue("admin", "sandbox-admin", groups=("system:masters",))
-        limited_cert, limited_key = ca.issue("limited", LIMITED_USER)
         users.append({"name": f"{spec.name}-admin", "user": {"client-certificate": str(admin_cert), "client-key": str(admin_key)}})
         users.append({"name": f"{spec.name}-limited", "user": {"client-certificate": str(limited_cert), "client-key": str(limited_key)}})
         contexts.append({"name": spec.name, "context": {"cluster": spec.name, "user": f"{spec.name}-admin"}})

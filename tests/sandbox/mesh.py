@@ -165,7 +165,7 @@ def start_istiod(index: int, address: str, kubeconfig: Path, mesh: Path) -> None
 def istiod_addresses() -> list[str]:
     with api("external") as api_client:
         pods = client.CoreV1Api(api_client).list_namespaced_pod(ISTIO_NAMESPACE, label_selector="app=istiod")
-    return sorted(pod.status.pod_ip for pod in pods.items if pod.status.pod_ip)
+    return [pod.status.pod_ip for pod in sorted(pods.items, key=lambda pod: pod.metadata.name) if pod.status.pod_ip]
 
 
 def _start_istiods(count: int) -> list[str]:

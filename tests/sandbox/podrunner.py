@@ -23,7 +23,7 @@ from kubernetes import client, watch
 
 from kubectl_istio_remote import IMAGE_REPOSITORY
 from tests.sandbox import procs
-from tests.sandbox.clusters import apply, api, cluster
+from tests.sandbox.clusters import KUBECONFIG, api, apply, cluster
 from tests.sandbox.mesh import port_forward
 from tests.sandbox.paths import STATE, log
 
@@ -68,7 +68,7 @@ def _in_cluster_kubeconfig(pod: client.V1Pod, core: client.CoreV1Api) -> str:
         )
     )
     token = core.create_namespaced_service_account_token(pod.spec.service_account_name, pod.metadata.namespace, request).status.token
-    ca = yaml.safe_load((STATE / "kubeconfig").read_text())["clusters"][0]["cluster"]["certificate-authority"]
+    ca = yaml.safe_load(KUBECONFIG.read_text())["clusters"][0]["cluster"]["certificate-authority"]
     document = {
         "apiVersion": "v1",
         "kind": "Config",

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from tests.sandbox.paths import STATE, log
+from tests.sandbox.paths import STATE
 
 PIDS = STATE / "pids"
 LOGS = STATE / "logs"
@@ -25,7 +25,7 @@ def log_path(name: str) -> Path:
 
 
 def is_running(name: str) -> bool:
-    pid = _pid(name)
+    pid = recorded_pid(name)
     if pid is None:
         return False
     try:
@@ -35,7 +35,8 @@ def is_running(name: str) -> bool:
     return True
 
 
-def _pid(name: str) -> int | None:
+def recorded_pid(name: str) -> int | None:
+    """The pid recorded for a sandbox process, or None."""
     try:
         return int((PIDS / f"{name}.pid").read_text())
     except (FileNotFoundError, ValueError):
@@ -45,7 +46,7 @@ def _pid(name: str) -> int | None:
 def start(name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> int:
     """Start a detached process (own session, so it survives `up` and dies with `down`)."""
     if is_running(name):
-        return _pid(name) or 0
+        return recorded_pid(name) or 0
     PIDS.mkdir(parents=True, exist_ok=True)
     LOGS.mkdir(parents=True, exist_ok=True)
     with log_path(name).open("ab") as out:
@@ -63,7 +64,7 @@ def start(name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = Non
 
 
 def stop(name: str, grace: float = 5.0) -> None:
-    pid = _pid(name)
+    pid = recorded_pid(name)
     (PIDS / f"{name}.pid").unlink(missing_ok=True)
     if pid is None:
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -15,10 +16,8 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def is_running(istiods: int, proxies: int) -> bool:
-    return _running({"istiods": istiods, "proxies": proxies})
-
-
-def _running(shape: dict) -> bool:
+    """A sandbox of this shape is up, every process it started still alive."""
+    shape = {"istiods": istiods, "proxies": proxies}
     try:
         recorded = json.loads(SHAPE.read_text())
     except FileNotFoundError:
@@ -28,8 +27,7 @@ def _running(shape: dict) -> bool:
 
 
 def up(istiods: int, proxies: int) -> None:
-    shape = {"istiods": istiods, "proxies": proxies}
-    if _running(shape):
+    if is_running(istiods, proxies):
         log("sandbox already running")
         return
     down()
@@ -38,7 +36,7 @@ def up(istiods: int, proxies: int) -> None:
     procs.start("pod-runner", [sys.executable, "-m", "tests.sandbox.podrunner"], cwd=REPOSITORY)
     mesh.up(istiods, proxies)
     names = sorted(path.stem for path in procs.PIDS.glob("*.pid"))
-    SHAPE.write_text(json.dumps({"shape": shape, "processes": names}))
+    SHAPE.write_text(json.dumps({"shape": {"istiods": istiods, "proxies": proxies}, "processes": names}))
 
 
 def down() -> None:
@@ -46,3 +44,30 @@ def down() -> None:
     if stopped:
         log(f"stopped {len(stopped)} processes")
     shutil.rmtree(STATE, ignore_errors=True)
+
+
+def _bin_dir() -> Path:
+    """A directory of symlinks putting istioctl, kubectl, krew and the plugin on PATH."""
+    directory = STATE / "bin"
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("istioctl", "kubectl", "kubectl-krew", "validate-krew-manifest"):
+        link = directory / name
+        link.unlink(missing_ok=True)
+        link.symlink_to(build.binary(name))
+    plugin = shutil.which("kubectl-istio_remote", path=str(Path(sys.executable).parent))
+    if plugin:
+        link = directory / "kubectl-istio_remote"
+        link.unlink(missing_ok=True)
+        link.symlink_to(plugin)
+    return directory
+
+
+def exports() -> dict[str, str]:
+    """KUBECONFIG, and the directories to put before PATH (istioctl, kubectl, krew, the plugin)."""
+    return {"KUBECONFIG": str(clusters.KUBECONFIG), "PATH": f"{_bin_dir()}:{Path(sys.executable).parent}"}
+
+
+def process_environment() -> dict[str, str]:
+    """This process's environment as a sandbox user's shell would have it after `env`."""
+    values = exports()
+    return {**os.environ, "KUBECONFIG": values["KUBECONFIG"], "PATH": f"{values['PATH']}:{os.environ['PATH']}"}
