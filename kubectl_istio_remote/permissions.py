@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kubernetes import client
 
 from kubectl_istio_remote.kube import Cluster, ForbiddenError, explain
+
+if TYPE_CHECKING:
+    from kubectl_istio_remote.istioctl import Istioctl
 
 
 @dataclass(frozen=True)
@@ -25,17 +29,18 @@ class Need:
         return f"{self.verb} {self.resource}{named} {where} ({self.cluster.context})"
 
 
-def needs(mode: str, mesh: Cluster, external: Cluster, istio_namespace: str, *, istioctl_watches_webhooks: bool = False) -> list[Need]:
+def needs(mode: str, mesh: Cluster, external: Cluster, istio_namespace: str, *, istioctl: Istioctl | None = None) -> list[Need]:
     """Pod mode creates four objects and tunnels to the pod; local mode tunnels to each istiod. Both read istiod pods.
 
-    istioctl 1.28+ also watches MutatingWebhookConfigurations of the mesh cluster to find the default revision.
+    `istioctl`, the one that will run (None: native output): 1.28+ also watches MutatingWebhookConfigurations
+    of the mesh cluster to find the default revision.
     """
     ns = istio_namespace
     common = [Need(external, verb, "pods", ns) for verb in ("get", "list", "watch")]
     # kubectl's port-forward is authorized as `create`, the websocket one of the kubernetes client we use as `get`.
     common += [Need(external, verb, "pods/portforward", ns) for verb in ("get", "create")]
     common += [Need(mesh, "create", "serviceaccounts/token", ns, name="default")]
-    if istioctl_watches_webhooks:
+    if istioctl is not None and istioctl.watches_webhooks:
         common += [Need(mesh, verb, "mutatingwebhookconfigurations", "", "admissionregistration.k8s.io") for verb in ("list", "watch")]
     if mode == "local":
         return common

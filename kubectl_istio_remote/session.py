@@ -43,6 +43,7 @@ from kubectl_istio_remote.signals import Interrupted, signals_deferred
 
 if TYPE_CHECKING:
     from kubectl_istio_remote.cli.options import SessionFlags
+    from kubectl_istio_remote.istioctl import Istioctl
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -406,7 +407,7 @@ def wait_healthy(io: LoopThread, address: str, deadline: float, tunnel_error: Ca
 
 
 @contextlib.contextmanager
-def open_session(settings: SessionSettings, mode: str, *, istioctl_watches_webhooks: bool) -> Iterator[str]:
+def open_session(settings: SessionSettings, mode: str, *, istioctl: Istioctl | None) -> Iterator[str]:
     """Yield the local address of an aggregator that reaches every istiod; remove everything on the way out.
 
     Teardown runs whatever happened (error, Ctrl-C, SIGTERM, SIGHUP), is bounded, and a signal
@@ -415,9 +416,7 @@ def open_session(settings: SessionSettings, mode: str, *, istioctl_watches_webho
     """
     deadline = time.monotonic() + settings.timeout
     find_istiods(settings)
-    permissions.require(
-        permissions.needs(mode, settings.mesh, settings.external, settings.istio_namespace, istioctl_watches_webhooks=istioctl_watches_webhooks)
-    )
+    permissions.require(permissions.needs(mode, settings.mesh, settings.external, settings.istio_namespace, istioctl=istioctl))
     io = LoopThread()
     session: ProxyPodMode | LocalMode
     session = ProxyPodMode(settings, io, settings.external.username()) if mode == "pod" else LocalMode(settings, io)

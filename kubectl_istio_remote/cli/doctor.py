@@ -30,8 +30,7 @@ def command(
         checks.append((found is not None, f"istioctl {found.version} at {found.path}" if found else "istioctl not on PATH (--native is used)"))
     except UserError as error:
         checks.append((False, error.one_line()))
-    watches = found is not None and found.watches_webhooks
-    for need in permissions.needs(mode.value, settings.mesh, settings.external, settings.istio_namespace, istioctl_watches_webhooks=watches):
+    for need in permissions.needs(mode.value, settings.mesh, settings.external, settings.istio_namespace, istioctl=found):
         checks.append((permissions.allowed(need), f"may {need.description}"))
     try:
         pods = find_istiods(settings)

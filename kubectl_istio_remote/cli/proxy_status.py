@@ -52,7 +52,7 @@ def command(
         istioctl = None
     with signals_interrupt():
         warn_about_leftovers(settings.external, settings.istio_namespace)
-        with open_session(settings, flags.mode.value, istioctl_watches_webhooks=istioctl is not None and istioctl.watches_webhooks) as address:
+        with open_session(settings, flags.mode.value, istioctl=istioctl) as address:
             if istioctl is not None:
                 argv = [
                     istioctl.path,

@@ -30,8 +30,7 @@ def command(
     with signals_interrupt():
         warn_about_leftovers(settings.external, settings.istio_namespace)
         # The shell is there to run istioctl: the rights the installed one needs are checked up front.
-        installed = istioctl_adapter.find(None)
-        with open_session(settings, flags.mode.value, istioctl_watches_webhooks=installed is not None and installed.watches_webhooks) as address:
+        with open_session(settings, flags.mode.value, istioctl=istioctl_adapter.find(None)) as address:
             env = istioctl_adapter.environment(address, settings.istio_namespace)
             env["ISTIO_REMOTE_CONTEXT"] = settings.mesh.context
             env["PS1"] = PROMPT_MARKER + env.get("PS1", r"\w \$ ")
