@@ -3,118 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
 import pytest
 from envoy.admin.v3 import config_dump_shared_pb2 as config_dump_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
-from envoy.service.status.v3 import csds_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from kubectl_istio_remote.aggregator.client import Connection, Replies, ask
-from kubectl_istio_remote.aggregator.discovery import StaticTargets
-from kubectl_istio_remote.aggregator.server import Aggregator, Settings
 from kubectl_istio_remote.aggregator.tls import self_signed_pair
-from kubectl_istio_remote.aggregator.upstream import istiod_authority
-from kubectl_istio_remote.relay import Target, TcpDialer
-from tests.doubles.istiod import CONFIG_DUMP, DEBUG, NOT_CONNECTED, SYNCZ, FakeIstiod
-
-NAMESPACE = "external-istiod"
-AUTHORITY = istiod_authority(NAMESPACE)
-TOKEN = "eyJhbGciOiJSUzI1NiJ9.secret-token-payload.sig"
-
-
-def syncz(*names: str) -> DiscoveryRequest:
-    request = DiscoveryRequest(type_url=SYNCZ, resource_names=names)
-    request.node.id = "sidecar~10.1.2.3~istioctl.external-istiod~external-istiod.svc.cluster.local"
-    request.node.metadata.update({"NAMESPACE": NAMESPACE, "SERVICE_ACCOUNT": "default", "GENERATOR": "event"})
-    return request
-
-
-def config_dump(proxy: str) -> DiscoveryRequest:
-    request = syncz()
-    request.type_url, request.resource_names[:] = CONFIG_DUMP, [proxy]
-    return request
-
-
-def proxy_ids(replies: Replies) -> list[str]:
-    ids = []
-    for resource in replies.responses[0].resources:
-        config = csds_pb2.ClientConfig()
-        assert resource.Unpack(config)
-        ids.append(config.node.id)
-    return ids
-
-
-def replicas(count: int, proxies_each: int = 2, **overrides) -> list[FakeIstiod]:
-    return [
-        FakeIstiod(f"istiod-{i}", [f"app-{i}-{p}.sample" for p in range(proxies_each)], **overrides) for i in range(count)
-    ]
-
-
-class Mesh:
-    """Fake replicas plus an aggregator over them, and a way to ask it as istioctl would."""
-
-    def __init__(self, istiods: Sequence[FakeIstiod], settings: Settings, dead_addresses: Sequence[str] = ()) -> None:
-        self.istiods = list(istiods)
-        self.settings = settings
-        self.dead_addresses = list(dead_addresses)
-        self.aggregator: Aggregator | None = None
-        self.connection: Connection | None = None
-
-    async def start(self) -> None:
-        for istiod in self.istiods:
-            await istiod.start()
-        targets = [Target(i.name, *_split(i.address), AUTHORITY) for i in self.istiods]
-        targets += [Target(f"dead-{n}", *_split(a), AUTHORITY) for n, a in enumerate(self.dead_addresses)]
-        self.aggregator = Aggregator(self.settings, StaticTargets(targets), TcpDialer())
-        address = await self.aggregator.start()
-        pair = self.settings.serving_pair
-        self.connection = Connection(address, tls=pair is not None, root_certificates=pair[1] if pair else None, token=TOKEN)
-
-    async def stop(self) -> None:
-        if self.aggregator:
-            await self.aggregator.stop(0)
-        for istiod in self.istiods:
-            await istiod.stop()
-
-    async def ask(self, *requests: DiscoveryRequest, token: str | None = TOKEN) -> Replies:
-        assert self.connection is not None
-        connection = dataclasses.replace(self.connection, token=token)
-        return await ask(connection, requests, timeout=30)
-
-
-def _split(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host, int(port)
-
-
-def _free_dead_address() -> str:
-    import portpicker
-
-    return f"127.0.0.1:{portpicker.pick_unused_port()}"
-
-
-@pytest.fixture
-async def mesh_factory() -> AsyncIterator[Callable[..., "asyncio.Future[Mesh]"]]:
-    started: list[Mesh] = []
-
-    async def make(istiods: Sequence[FakeIstiod], dead: int = 0, **settings) -> Mesh:
-        settings.setdefault("istiod_plaintext", True)
-        mesh = Mesh(istiods, Settings(**settings), [_free_dead_address() for _ in range(dead)])
-        started.append(mesh)
-        await mesh.start()
-        return mesh
-
-    yield make
-    for mesh in started:
-        await mesh.stop()
+from tests.doubles.istiod import CONFIG_DUMP, DEBUG, NOT_CONNECTED, SYNCZ
+from tests.fake_mesh import AUTHORITY, NAMESPACE, TOKEN, config_dump, proxy_ids, replicas, syncz
 
 
 async def test_syncz_lists_every_proxy_of_every_replica(mesh_factory) -> None:
