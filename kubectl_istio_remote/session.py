@@ -40,6 +40,14 @@ from kubectl_istio_remote.kube import (
     label_value,
 )
 from kubectl_istio_remote.signals import Interrupted, signals_deferred
+from kubectl_istio_remote.workload import (
+    AGGREGATOR_PORT,
+    AGGREGATOR_RULES,
+    ISTIOD_PORT,
+    NOT_MESHED,
+    POD_SECURITY_CONTEXT,
+    aggregator_container,
+)
 
 if TYPE_CHECKING:
     from kubectl_istio_remote.cli.options import SessionFlags
@@ -48,7 +56,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-AGGREGATOR_PORT = 15012
 TEARDOWN_SECONDS = 10.0
 ISTIOD_LABEL = "app=istiod"
 #: Container states that will not become Ready by waiting: fail at once with the server's reason.
@@ -146,7 +153,7 @@ def proxy_pod_objects(settings: SessionSettings, session_id: str, user: str, arg
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {**metadata, "annotations": {**metadata["annotations"], "sidecar.istio.io/inject": "false"}},
+        "metadata": {**metadata, "annotations": {**metadata["annotations"], **NOT_MESHED}},
         "spec": {
             "serviceAccountName": name,
             "restartPolicy": "Never",
@@ -154,31 +161,8 @@ def proxy_pod_objects(settings: SessionSettings, session_id: str, user: str, arg
             "terminationGracePeriodSeconds": 5,
             "enableServiceLinks": False,
             "imagePullSecrets": [{"name": secret} for secret in settings.image_pull_secrets],
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": 65532,
-                "runAsGroup": 65532,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [
-                {
-                    "name": "aggregator",
-                    "image": settings.image,
-                    "imagePullPolicy": settings.pull_policy,
-                    "command": ["kubectl-istio_remote"],
-                    "args": args,
-                    "env": [{"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}],
-                    "ports": [{"name": "grpc", "containerPort": AGGREGATOR_PORT, "protocol": "TCP"}],
-                    "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "1Gi"}},
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "readOnlyRootFilesystem": True,
-                        "runAsNonRoot": True,
-                        "capabilities": {"drop": ["ALL"]},
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                }
-            ],
+            "securityContext": POD_SECURITY_CONTEXT,
+            "containers": [aggregator_container(settings.image, settings.pull_policy, args)],
         },
     }
     service_account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata}
@@ -186,7 +170,7 @@ def proxy_pod_objects(settings: SessionSettings, session_id: str, user: str, arg
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
         "metadata": metadata,
-        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}],
+        "rules": AGGREGATOR_RULES,
     }
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -358,7 +342,7 @@ class LocalMode:
 
         settings = self._settings
         authority = istiod_authority(settings.istio_namespace, settings.revision)
-        source = PodDiscovery(settings.external.core, settings.istio_namespace, settings.istiod_selector, AGGREGATOR_PORT, authority)
+        source = PodDiscovery(settings.external.core, settings.istio_namespace, settings.istiod_selector, ISTIOD_PORT, authority)
         self._aggregator = Aggregator(
             Settings(
                 listen=f"127.0.0.1:{_free_port()}",
