@@ -12,7 +12,8 @@ import sys
 import click
 import typer
 
-from kubectl_istio_remote.cli import cleanup, doctor, options, proxy_status, serve, shell
+from kubectl_istio_remote import completion as completion_protocol
+from kubectl_istio_remote.cli import cleanup, completion, doctor, manifest, options, proxy_status, serve, shell, version
 from kubectl_istio_remote.errors import UserError
 from kubectl_istio_remote.signals import Interrupted
 from kubectl_istio_remote.status import ExitStatus
@@ -32,6 +33,9 @@ def build_app() -> typer.Typer:
     app.command("cleanup")(cleanup.command)
     app.command("doctor")(doctor.command)
     app.command("serve")(serve.command)
+    app.command("manifest")(manifest.command)
+    app.command("version")(version.command)
+    app.add_typer(completion.app, name="completion")
     return app
 
 
@@ -46,7 +50,10 @@ def prog_name(argv0: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = options.split_passthrough(sys.argv[1:] if argv is None else argv)
+    args = sys.argv[1:] if argv is None else argv
+    if completion_protocol.is_request(args):
+        sys.exit(completion_protocol.respond(typer.main.get_command(build_app()), args))
+    args = options.split_passthrough(args)
     try:
         result = build_app()(args=args, prog_name=prog_name(sys.argv[0]), standalone_mode=False)
         status = ExitStatus.SUCCESS if result is None else int(result)

@@ -15,12 +15,17 @@ from typing import Annotated, Optional
 import typer
 
 from kubectl_istio_remote import IMAGE
+from kubectl_istio_remote.completion import complete_context, complete_file, complete_istio_namespace
 
 Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Log progress and details on stderr.")]
 Kubeconfig = Annotated[
-    Optional[str], typer.Option("--kubeconfig", envvar="KUBECONFIG", help="Path to the kubeconfig file.", show_envvar=False)
+    Optional[str], typer.Option(
+        "--kubeconfig", envvar="KUBECONFIG", help="Path to the kubeconfig file.", show_envvar=False, shell_complete=complete_file
+    ),
 ]
-Context = Annotated[Optional[str], typer.Option("--context", help="Kubeconfig context (default: the current one).")]
+Context = Annotated[
+    Optional[str], typer.Option("--context", help="Kubeconfig context (default: the current one).", shell_complete=complete_context)
+]
 Revision = Annotated[str, typer.Option("--revision", "-r", help="Istio revision of the istiods (adds istio.io/rev=REV).")]
 
 
@@ -33,6 +38,12 @@ def setup_logging(verbose: bool) -> None:
     )
     # The Kubernetes client's connection retries are noise: the error that follows says it all.
     logging.getLogger("urllib3").setLevel(logging.DEBUG if verbose else logging.ERROR)
+
+
+#: Air-gapped clusters mirror the image; the variable saves repeating --image on every command.
+ImageOption = Annotated[
+    str, typer.Option("--image", envvar="KUBECTL_ISTIO_REMOTE_IMAGE", help="Aggregator image for pod mode.", show_envvar=True)
+]
 
 
 class Mode(str, enum.Enum):
@@ -74,11 +85,15 @@ class SessionFlags:
 
 SESSION_FLAG_TYPES: dict[str, tuple[object, object]] = {
     "kubeconfig": (Kubeconfig, None),
-    "context": (Annotated[Optional[str], typer.Option("--context", help="Mesh cluster context (default: the current one).")], None),
+    "context": (Annotated[Optional[str], typer.Option("--context", help="Mesh cluster context (default: the current one).", shell_complete=complete_context)], None),
     "external_context": (
         Annotated[
             Optional[str],
-            typer.Option("--external-context", help="Control-plane cluster context (default: the same as --context)."),
+            typer.Option(
+                "--external-context",
+                help="Control-plane cluster context (default: the same as --context).",
+                shell_complete=complete_context,
+            ),
         ],
         None,
     ),
@@ -90,6 +105,7 @@ SESSION_FLAG_TYPES: dict[str, tuple[object, object]] = {
                 "-i",
                 envvar="ISTIOCTL_ISTIONAMESPACE",
                 help="Namespace of istiod (default: where istiod pods are found in the external cluster, else istio-system).",
+                shell_complete=complete_istio_namespace,
             ),
         ],
         None,
@@ -98,7 +114,7 @@ SESSION_FLAG_TYPES: dict[str, tuple[object, object]] = {
     "mode": (ModeOption, Mode.pod),
     "timeout": (Annotated[float, typer.Option("--timeout", help="Seconds to get ready (pod start, tunnels).")], 120.0),
     "ttl": (Annotated[int, typer.Option("--ttl", help="Seconds after which the pod ends itself, even if we are killed.")], 900),
-    "image": (Annotated[str, typer.Option("--image", help="Aggregator image for pod mode.")], IMAGE),
+    "image": (ImageOption, IMAGE),
     "image_pull_secret": (
         Annotated[list[str], typer.Option("--image-pull-secret", help="Pull secret for --image; repeatable.")],
         [],

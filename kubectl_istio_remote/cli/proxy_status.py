@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from kubectl_istio_remote.cli import options
+from kubectl_istio_remote.completion import complete_mesh_namespace
 from kubectl_istio_remote.status import ExitStatus
 
 #: istioctl honours -o json|yaml for proxy-status from 1.30.
@@ -27,7 +28,7 @@ def command(
     pod: Annotated[Optional[str], typer.Argument(help="One proxy: POD or POD.NAMESPACE.")] = None,
     output: Annotated[Output, typer.Option("--output", "-o", help="table, wide (one column per xDS type), json or yaml.")] = Output.table,
     namespace: Annotated[
-        Optional[str], typer.Option("--namespace", "-n", help="Namespace of POD, or of the proxies listed.")
+        Optional[str], typer.Option("--namespace", "-n", help="Namespace of POD, or of the proxies listed.", shell_complete=complete_mesh_namespace)
     ] = None,
     native: Annotated[bool, typer.Option("--native", help="Print the answer ourselves instead of running istioctl.")] = False,
     istioctl_path: Annotated[Optional[str], typer.Option("--istioctl", help="istioctl to run (default: from PATH).")] = None,

@@ -7,7 +7,9 @@ from typing import Annotated, Optional
 import typer
 
 from kubectl_istio_remote.cli import options
+from kubectl_istio_remote.completion import complete_istio_namespace
 from kubectl_istio_remote.errors import UsageError
+from kubectl_istio_remote.workload import ISTIOD_PORT
 
 
 def command(
@@ -20,11 +22,13 @@ def command(
     ] = None,
     discover: Annotated[bool, typer.Option(help="Find istiods as running pods and follow them with a watch.")] = False,
     namespace: Annotated[
-        Optional[str], typer.Option("--namespace", "-n", envvar="POD_NAMESPACE", help="Namespace of the istiods.")
+        Optional[str], typer.Option(
+            "--namespace", "-n", envvar="POD_NAMESPACE", help="Namespace of the istiods.", shell_complete=complete_istio_namespace
+        )
     ] = None,
     revision: options.Revision = "",
     istiod_label: Annotated[str, typer.Option(help="Label selector of istiod pods.")] = "app=istiod",
-    istiod_port: Annotated[int, typer.Option(help="Port dialled on each istiod pod IP.")] = 15012,
+    istiod_port: Annotated[int, typer.Option(help="Port dialled on each istiod pod IP.")] = ISTIOD_PORT,
     istiod_ca: Annotated[Optional[str], typer.Option(help="Verify istiod against this CA (PEM); default: no verification, as istioctl.")] = None,
     istiod_plaintext: Annotated[bool, typer.Option(help="Talk to istiod without TLS (port 15010).")] = False,
     istiod_timeout: Annotated[float, typer.Option(help="Seconds each istiod has to answer.")] = 10.0,

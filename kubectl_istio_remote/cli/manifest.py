@@ -1,0 +1,52 @@
+"""`manifest`: print a permanent aggregator install for operators (apply it with `kubectl apply -f -`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from kubectl_istio_remote import IMAGE, __version__
+from kubectl_istio_remote.cli import options
+from kubectl_istio_remote.completion import complete_istio_namespace
+from kubectl_istio_remote.errors import UsageError
+from kubectl_istio_remote.manifest import NAME, Expose, Install, objects
+
+
+def command(
+    namespace: Annotated[
+        str, typer.Option("--namespace", "-n", help="istiod's namespace in the external cluster.", shell_complete=complete_istio_namespace)
+    ] = "istio-system",
+    expose: Annotated[
+        Expose, typer.Option(help="none: a ClusterIP Service; loadbalancer: a LoadBalancer Service; gateway: TLS passthrough on an Istio ingress gateway.")
+    ] = Expose.none,
+    host: Annotated[Optional[str], typer.Option(help="Hostname users dial through the gateway (SNI); needed by --expose gateway.")] = None,
+    gateway_selector: Annotated[str, typer.Option(help="Label of the ingress gateway's pods.")] = "istio=ingressgateway",
+    tls_secret: Annotated[str, typer.Option(help="kubernetes.io/tls Secret holding the serving certificate.")] = f"{NAME}-tls",
+    issuer: Annotated[
+        Optional[str], typer.Option(help="Issuer/NAME or ClusterIssuer/NAME: add a cert-manager Certificate that fills --tls-secret.")
+    ] = None,
+    revision: options.Revision = "",
+    image: options.ImageOption = IMAGE,
+    pull_policy: Annotated[options.PullPolicy, typer.Option("--pull-policy", help="Image pull policy.")] = options.PullPolicy.IfNotPresent,
+) -> None:
+    """Print a Deployment, its ServiceAccount, Role, RoleBinding, Service, NetworkPolicy and PodDisruptionBudget as YAML."""
+    import yaml
+
+    if expose is Expose.gateway and not host:
+        raise UsageError("--expose gateway routes on the TLS server name", "add --host, the name users will dial")
+    if issuer is not None and issuer.partition("/")[0] not in ("Issuer", "ClusterIssuer"):
+        raise UsageError(f"--issuer {issuer!r} is not Issuer/NAME or ClusterIssuer/NAME", "for example --issuer ClusterIssuer/letsencrypt")
+    install = Install(
+        namespace=namespace,
+        image=image,
+        pull_policy=pull_policy.value,
+        expose=expose,
+        host=host,
+        gateway_selector=gateway_selector,
+        tls_secret=tls_secret,
+        issuer=issuer,
+        revision=revision,
+        version=__version__,
+    )
+    print(yaml.safe_dump_all(objects(install), sort_keys=False), end="")

@@ -1,0 +1,245 @@
+"""A permanent aggregator for operators who serve many mesh users: the objects `manifest` prints.
+
+Unlike pod mode's short-lived pod, this one is exposed beyond port-forward, so it always serves
+TLS from a Secret the operator provides (or cert-manager issues): no key material is generated
+into the output, and none is in this repository. istioctl still authenticates to istiod with
+its own token, which the aggregator forwards unchanged.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from kubectl_istio_remote.workload import (
+    AGGREGATOR_PORT,
+    AGGREGATOR_RULES,
+    ISTIOD_PORT,
+    NOT_MESHED,
+    POD_SECURITY_CONTEXT,
+    RUN_AS_USER,
+    aggregator_container,
+)
+
+NAME = "istio-remote-proxy"
+TLS_MOUNT = "/etc/istio-remote/tls"
+REPLICAS = 2
+#: Where the API server is cannot be selected by a NetworkPolicy; these are its usual ports.
+API_SERVER_PORTS = (443, 6443)
+
+
+class Expose(str, enum.Enum):
+    none = "none"
+    loadbalancer = "loadbalancer"
+    gateway = "gateway"
+
+
+@dataclass(frozen=True)
+class Install:
+    namespace: str
+    image: str
+    pull_policy: str = "IfNotPresent"
+    expose: Expose = Expose.none
+    #: The hostname istioctl dials through the gateway (SNI); required with Expose.gateway.
+    host: str | None = None
+    gateway_selector: str = "istio=ingressgateway"
+    tls_secret: str = f"{NAME}-tls"
+    #: "Issuer/NAME" or "ClusterIssuer/NAME": emit a cert-manager Certificate that fills tls_secret.
+    issuer: str | None = None
+    revision: str = ""
+    version: str = ""
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"app.kubernetes.io/name": NAME, "app.kubernetes.io/version": self.version}
+
+    @property
+    def selector(self) -> dict[str, str]:
+        return {"app.kubernetes.io/name": NAME}
+
+    @property
+    def service_host(self) -> str:
+        return f"{NAME}.{self.namespace}.svc"
+
+
+def objects(install: Install) -> list[dict[str, Any]]:
+    """Every object of the install, in the order `kubectl apply` should create them."""
+    built = [
+        _service_account(install),
+        _role(install),
+        _role_binding(install),
+        *([_certificate(install)] if install.issuer else []),
+        _deployment(install),
+        _service(install),
+        _disruption_budget(install),
+        _network_policy(install),
+    ]
+    if install.expose is Expose.gateway:
+        built += [_gateway(install), _virtual_service(install)]
+    return built
+
+
+def serve_args(install: Install) -> list[str]:
+    args = [
+        "serve",
+        "--discover",
+        "--listen",
+        f"0.0.0.0:{AGGREGATOR_PORT}",
+        "--tls-cert",
+        f"{TLS_MOUNT}/tls.crt",
+        "--tls-key",
+        f"{TLS_MOUNT}/tls.key",
+    ]
+    return args + (["--revision", install.revision] if install.revision else [])
+
+
+def _metadata(install: Install, name: str = NAME) -> dict[str, Any]:
+    return {"name": name, "namespace": install.namespace, "labels": install.labels}
+
+
+def _service_account(install: Install) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _metadata(install)}
+
+
+def _role(install: Install) -> dict[str, Any]:
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": _metadata(install), "rules": AGGREGATOR_RULES}
+
+
+def _role_binding(install: Install) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _metadata(install),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": NAME},
+        "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": install.namespace}],
+    }
+
+
+def _certificate(install: Install) -> dict[str, Any]:
+    """cert-manager renews the Secret; the pods read it at start (`kubectl rollout restart` picks up a renewal)."""
+    kind, _, name = (install.issuer or "").partition("/")
+    hosts = [install.service_host, f"{install.service_host}.cluster.local", *([install.host] if install.host else [])]
+    return {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Certificate",
+        "metadata": _metadata(install),
+        "spec": {
+            "secretName": install.tls_secret,
+            "dnsNames": hosts,
+            "usages": ["server auth", "digital signature"],
+            "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+            "issuerRef": {"group": "cert-manager.io", "kind": kind, "name": name},
+        },
+    }
+
+
+def _deployment(install: Install) -> dict[str, Any]:
+    probe = {"tcpSocket": {"port": AGGREGATOR_PORT}, "periodSeconds": 10}
+    container = aggregator_container(
+        install.image,
+        install.pull_policy,
+        serve_args(install),
+        readinessProbe={**probe, "initialDelaySeconds": 1},
+        livenessProbe={**probe, "initialDelaySeconds": 10, "failureThreshold": 3},
+        volumeMounts=[{"name": "tls", "mountPath": TLS_MOUNT, "readOnly": True}],
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(install),
+        "spec": {
+            "replicas": REPLICAS,
+            "selector": {"matchLabels": install.selector},
+            "template": {
+                "metadata": {"labels": install.labels, "annotations": NOT_MESHED},
+                "spec": {
+                    "serviceAccountName": NAME,
+                    "enableServiceLinks": False,
+                    # The Secret's files are group-readable only (0440): fsGroup lets the non-root user read them.
+                    "securityContext": {**POD_SECURITY_CONTEXT, "fsGroup": RUN_AS_USER},
+                    "containers": [container],
+                    "volumes": [{"name": "tls", "secret": {"secretName": install.tls_secret, "defaultMode": 0o440}}],
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "kubernetes.io/hostname",
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {"matchLabels": install.selector},
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def _service(install: Install) -> dict[str, Any]:
+    port = {"name": "tls-grpc", "port": AGGREGATOR_PORT, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"}
+    spec: dict[str, Any] = {"selector": install.selector, "ports": [port]}
+    if install.expose is Expose.loadbalancer:
+        spec["type"] = "LoadBalancer"
+    return {"apiVersion": "v1", "kind": "Service", "metadata": _metadata(install), "spec": spec}
+
+
+def _disruption_budget(install: Install) -> dict[str, Any]:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(install),
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": install.selector}},
+    }
+
+
+def _network_policy(install: Install) -> dict[str, Any]:
+    """In: only the serving port (from the gateway's pods when exposed through one). Out: istiod, DNS, the API server."""
+    source: list[dict[str, Any]] = []
+    if install.expose is Expose.gateway:
+        key, _, value = install.gateway_selector.partition("=")
+        source = [{"namespaceSelector": {}, "podSelector": {"matchLabels": {key: value}}}]
+    dns = [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(install),
+        "spec": {
+            "podSelector": {"matchLabels": install.selector},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"ports": [{"port": AGGREGATOR_PORT, "protocol": "TCP"}], **({"from": source} if source else {})}],
+            "egress": [
+                {"to": [{"podSelector": {"matchLabels": {"app": "istiod"}}}], "ports": [{"port": ISTIOD_PORT, "protocol": "TCP"}]},
+                {"ports": dns},
+                {"ports": [{"port": port, "protocol": "TCP"} for port in API_SERVER_PORTS]},
+            ],
+        },
+    }
+
+
+def _gateway(install: Install) -> dict[str, Any]:
+    """TLS passthrough: the aggregator's own certificate reaches istioctl; the gateway routes on SNI only."""
+    key, _, value = install.gateway_selector.partition("=")
+    server = {
+        "port": {"number": AGGREGATOR_PORT, "name": "tls-istio-remote", "protocol": "TLS"},
+        "tls": {"mode": "PASSTHROUGH"},
+        "hosts": [install.host],
+    }
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "Gateway",
+        "metadata": _metadata(install),
+        "spec": {"selector": {key: value}, "servers": [server]},
+    }
+
+
+def _virtual_service(install: Install) -> dict[str, Any]:
+    route = {"destination": {"host": f"{install.service_host}.cluster.local", "port": {"number": AGGREGATOR_PORT}}}
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": _metadata(install),
+        "spec": {
+            "hosts": [install.host],
+            "gateways": [NAME],
+            "tls": [{"match": [{"port": AGGREGATOR_PORT, "sniHosts": [install.host]}], "route": [route]}],
+        },
+    }
