@@ -1,0 +1,180 @@
+"""What a user installs: the frozen krew archive through the real krew and kubectl, krew.yaml
+through krew's own validator, and shell completion through kubectl's plugin-completion protocol.
+
+krew, its validator and kubectl are the sandbox's builds (`python -m tests.sandbox build`); no
+cluster is needed. The archive is built here with PyInstaller, for this machine's platform.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kubectl_istio_remote import __version__
+from tests.sandbox import build
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "plugin-manifest"))
+from build_archive import archive_name, host_platform, sha256  # noqa: E402 - plugin-manifest is a script directory
+
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:9"}}]
+users: [{name: u, user: {token: t}}]
+contexts:
+- {name: prod-external, context: {cluster: c, user: u}}
+- {name: prod-mesh, context: {cluster: c, user: u}}
+- {name: staging, context: {cluster: c, user: u}}
+current-context: staging
+"""
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This platform's archive, frozen from the working tree as the release workflow does."""
+    out = tmp_path_factory.mktemp("dist")
+    work = tmp_path_factory.mktemp("pyinstaller")
+    script = ROOT / "plugin-manifest" / "build_archive.py"
+    result = subprocess.run([sys.executable, str(script), "--out", str(out), "--work", str(work)], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    path = Path(result.stdout.strip().splitlines()[-1])
+    assert path.name == archive_name(*host_platform())
+    return path
+
+
+@pytest.fixture(scope="module")
+def tools(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """kubectl and krew on a PATH of their own, as a user who installed them has."""
+    directory = tmp_path_factory.mktemp("tools")
+    for name in ("kubectl", "kubectl-krew", "validate-krew-manifest"):
+        (directory / name).symlink_to(build.binary(name))
+    return directory
+
+
+def manifest_for(archive: Path, uri: str) -> dict:
+    """The repository's krew.yaml with every platform pointed at `archive`: krew checks the sha256 of what it installs."""
+    manifest = yaml.safe_load((ROOT / "krew.yaml").read_text())
+    for platform in manifest["spec"]["platforms"]:
+        platform["uri"], platform["sha256"] = uri, sha256(archive)
+    return manifest
+
+
+@pytest.fixture
+def krew_root(tmp_path: Path, tools: Path) -> dict[str, str]:
+    root = tmp_path / "krew"
+    return {
+        "HOME": str(tmp_path),
+        "KREW_ROOT": str(root),
+        "KUBECONFIG": str(tmp_path / "kubeconfig"),
+        "PATH": f"{root / 'bin'}:{tools}:/usr/bin:/bin",
+    }
+
+
+def run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def krew_install(archive: Path, env: dict[str, str], tmp_path: Path) -> None:
+    manifest = tmp_path / "istio-remote.yaml"
+    manifest.write_text(yaml.safe_dump(manifest_for(archive, f"https://example.invalid/{archive.name}")))
+    result = run(["kubectl", "krew", "install", f"--manifest={manifest}", f"--archive={archive}"], env)
+    assert result.returncode == 0, result.stderr
+
+
+def test_krew_yaml_keeps_the_index_conventions() -> None:
+    spec = yaml.safe_load((ROOT / "krew.yaml").read_text())["spec"]
+    assert yaml.safe_load((ROOT / "krew.yaml").read_text())["metadata"]["name"] == "istio-remote"
+    assert spec["version"] == f"v{__version__}"
+    assert len(spec["shortDescription"]) <= 50
+    assert "kubectl istio-remote " not in spec["description"], "krew-index reviewers reject usage examples in the description"
+    assert "istioctl" in spec["caveats"] and "external" in spec["caveats"]
+    assert {(p["selector"]["matchLabels"]["os"], p["selector"]["matchLabels"]["arch"]) for p in spec["platforms"]} == {
+        ("linux", "amd64"), ("linux", "arm64"), ("darwin", "amd64"), ("darwin", "arm64")
+    }  # fmt: skip
+    assert all(p["bin"] == "kubectl-istio_remote" for p in spec["platforms"])
+
+
+def test_krew_installs_the_archive_and_kubectl_runs_the_plugin(archive: Path, krew_root: dict[str, str], tmp_path: Path) -> None:
+    krew_install(archive, krew_root, tmp_path)
+    help_text = run(["kubectl", "istio-remote", "--help"], krew_root)
+    assert help_text.returncode == 0, help_text.stderr
+    assert "Usage: kubectl istio-remote" in help_text.stdout
+    version = run(["kubectl", "istio-remote", "version"], krew_root)
+    assert f"kubectl-istio-remote {__version__}" in version.stdout, version.stderr
+    assert "LICENSE" in os.listdir(Path(krew_root["KREW_ROOT"]) / "store" / "istio-remote" / f"v{__version__}")
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+@pytest.fixture
+def archive_server(archive: Path) -> Iterator[str]:
+    """The archive over HTTP on loopback, where the validator downloads every platform from."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(archive.parent)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/{archive.name}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+def test_krews_validator_accepts_krew_yaml(archive: Path, archive_server: str, krew_root: dict[str, str], tmp_path: Path) -> None:
+    """Validates the repository's manifest as krew-index CI does; every platform downloads this
+    machine's archive, since the others are built on their own release runners."""
+    manifest = tmp_path / "istio-remote.yaml"
+    manifest.write_text(yaml.safe_dump(manifest_for(archive, archive_server)))
+    result = run(["validate-krew-manifest", "-manifest", str(manifest)], krew_root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "spec.platforms installed fine" in result.stderr
+
+
+def test_kubectl_completes_subcommands_flags_and_contexts_through_the_helper(
+    archive: Path, krew_root: dict[str, str], tmp_path: Path
+) -> None:
+    krew_install(archive, krew_root, tmp_path)
+    Path(krew_root["KUBECONFIG"]).write_text(KUBECONFIG)
+    installed = run(["kubectl", "istio-remote", "completion", "install"], krew_root)
+    assert installed.returncode == 0, installed.stderr
+    assert (Path(krew_root["KREW_ROOT"]) / "bin" / "kubectl_complete-istio_remote").exists()
+
+    def complete(*words: str) -> list[str]:
+        result = run(["kubectl", "__complete", "istio-remote", *words], krew_root)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.splitlines()
+
+    subcommands = complete("pro")
+    assert subcommands[0].startswith("proxy-status\t") and subcommands[-1] == ":4"
+    assert [line.split("\t")[0] for line in complete("proxy-status", "--ext")] == ["--external-context", ":4"]
+    assert [line.split("\t")[0] for line in complete("proxy-status", "--context", "prod-")] == ["prod-external", "prod-mesh", ":4"]
+    assert complete("proxy-status", "-o", "")[:-1] == ["table", "wide", "json", "yaml"]
+    assert complete("proxy-status", "--kubeconfig", "")[-1] == ":0", "a path completes as a file name"
+
+
+def test_bash_completes_the_plugin_typed_directly() -> None:
+    """pipx users type `kubectl-istio_remote`; the bash script must reach this plugin's completer."""
+    bash = shutil.which("bash")
+    assert bash, "bash is needed to test its completion script"
+    plugin_directory = Path(sys.executable).parent
+    script = (
+        "source <(kubectl-istio_remote completion bash)\n"
+        "COMP_WORDS=(kubectl-istio_remote proxy-status --ou); COMP_CWORD=2\n"
+        "_kubectl_istio_remote_completion kubectl-istio_remote\n"
+        'printf "%s\\n" "${COMPREPLY[@]}"\n'
+    )
+    env = {**os.environ, "PATH": f"{plugin_directory}:{os.environ['PATH']}"}
+    result = subprocess.run([bash, "-c", script], capture_output=True, text=True, timeout=60, env=env)
+    assert result.stdout.split() == ["--output"], result.stderr
