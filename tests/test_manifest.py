@@ -1,0 +1,74 @@
+"""The permanent install `manifest` prints, checked before any cluster sees it (the sandbox applies it for real)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import yaml
+
+PLUGIN = [sys.executable, "-m", "kubectl_istio_remote"]
+
+
+def manifest(*args: str) -> dict[str, dict]:
+    result = subprocess.run([*PLUGIN, "manifest", *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return {document["kind"]: document for document in yaml.safe_load_all(result.stdout)}
+
+
+def test_default_install_has_every_object_an_operator_needs_and_no_key_material() -> None:
+    objects = manifest("-n", "external-istiod")
+    assert set(objects) == {"ServiceAccount", "Role", "RoleBinding", "Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy"}
+    assert all(body["metadata"]["namespace"] == "external-istiod" for body in objects.values())
+    assert "PRIVATE KEY" not in yaml.safe_dump_all(objects.values())
+    assert objects["Service"]["spec"].get("type", "ClusterIP") == "ClusterIP"
+
+
+def test_deployment_is_restricted_probed_bounded_and_serves_tls_from_the_secret() -> None:
+    spec = manifest("--tls-secret", "proxy-cert")["Deployment"]["spec"]["template"]["spec"]
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] == 65532
+    container = spec["containers"][0]
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert "readinessProbe" in container and "livenessProbe" in container
+    assert container["resources"]["limits"]["memory"]
+    args = container["args"]
+    assert args[args.index("--listen") + 1] == "0.0.0.0:15012", "a Service reaches the pod IP"
+    mount = container["volumeMounts"][0]["mountPath"]
+    assert args[args.index("--tls-cert") + 1] == f"{mount}/tls.crt"
+    assert spec["volumes"][0]["secret"]["secretName"] == "proxy-cert"
+
+
+def test_role_only_reads_pods_and_the_pods_are_not_meshed() -> None:
+    objects = manifest()
+    assert objects["Role"]["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+    assert objects["Deployment"]["spec"]["template"]["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
+
+
+def test_loadbalancer_exposure_changes_only_the_service_type() -> None:
+    assert manifest("--expose", "loadbalancer")["Service"]["spec"]["type"] == "LoadBalancer"
+
+
+def test_gateway_exposure_routes_tls_passthrough_by_server_name() -> None:
+    objects = manifest("--expose", "gateway", "--host", "xds.example.com", "-n", "external-istiod")
+    server = objects["Gateway"]["spec"]["servers"][0]
+    assert server["tls"] == {"mode": "PASSTHROUGH"} and server["hosts"] == ["xds.example.com"]
+    route = objects["VirtualService"]["spec"]["tls"][0]
+    assert route["match"][0]["sniHosts"] == ["xds.example.com"]
+    assert route["route"][0]["destination"]["host"] == "istio-remote-proxy.external-istiod.svc.cluster.local"
+    assert objects["NetworkPolicy"]["spec"]["ingress"][0]["from"][0]["podSelector"] == {"matchLabels": {"istio": "ingressgateway"}}
+
+
+def test_cert_manager_issues_the_secret_the_deployment_mounts() -> None:
+    objects = manifest("--issuer", "ClusterIssuer/internal-ca", "-n", "external-istiod")
+    certificate = objects["Certificate"]["spec"]
+    assert certificate["issuerRef"] == {"group": "cert-manager.io", "kind": "ClusterIssuer", "name": "internal-ca"}
+    assert "istio-remote-proxy.external-istiod.svc" in certificate["dnsNames"]
+    assert objects["Deployment"]["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"] == certificate["secretName"]
+
+
+def test_gateway_without_host_is_a_usage_error() -> None:
+    result = subprocess.run([*PLUGIN, "manifest", "--expose", "gateway"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "--host" in result.stderr and len(result.stderr.strip().splitlines()) == 1
