@@ -1,0 +1,86 @@
+"""The operator's permanent install (`manifest`), applied to the sandbox's external cluster with the
+real kubectl, run by the real Deployment controller and scheduler, and used by the real istioctl."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+from kubectl_istio_remote.aggregator.tls import self_signed_pair
+from tests.e2e.conftest import Sandbox
+
+NAME = "istio-remote-proxy"
+READY_SECONDS = 90
+
+
+def kubectl(sandbox: Sandbox, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["kubectl", "--context", "external", "-n", sandbox.istio_namespace, *args],
+        input=stdin, env=sandbox.env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def ready_endpoints(sandbox: Sandbox) -> list[str]:
+    """Pod IPs behind the Service that the EndpointSlice controller marked ready."""
+    listed = kubectl(sandbox, "get", "endpointslices", "-l", f"kubernetes.io/service-name={NAME}", "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    return [
+        address
+        for item in json.loads(listed.stdout)["items"]
+        for endpoint in item.get("endpoints") or []
+        if endpoint.get("conditions", {}).get("ready")
+        for address in endpoint["addresses"]
+    ]
+
+
+def wait_serving(sandbox: Sandbox, replicas: int) -> list[str]:
+    deadline = time.monotonic() + READY_SECONDS
+    while time.monotonic() < deadline:
+        addresses = ready_endpoints(sandbox)
+        if len(addresses) == replicas and all(_accepts(address) for address in addresses):
+            return addresses
+        time.sleep(1)
+    raise AssertionError(f"{NAME} not serving on {replicas} endpoints within {READY_SECONDS} s: {ready_endpoints(sandbox)}")
+
+
+def _accepts(address: str) -> bool:
+    try:
+        with socket.create_connection((address, 15012), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def test_the_permanent_install_serves_istioctl_every_proxy_with_the_operators_certificate(sandbox: Sandbox, tmp_path: Path) -> None:
+    key, certificate = self_signed_pair([f"{NAME}.{sandbox.istio_namespace}.svc"], [])
+    (tmp_path / "tls.key").write_bytes(key)
+    (tmp_path / "tls.crt").write_bytes(certificate)
+    printed = sandbox.run("kubectl-istio_remote", "manifest", "-n", sandbox.istio_namespace)
+    assert printed.returncode == 0, printed.stderr
+    try:
+        secret = kubectl(sandbox, "create", "secret", "tls", f"{NAME}-tls", f"--cert={tmp_path / 'tls.crt'}", f"--key={tmp_path / 'tls.key'}")
+        assert secret.returncode == 0, secret.stderr
+        applied = kubectl(sandbox, "apply", "-f", "-", stdin=printed.stdout)
+        assert applied.returncode == 0, applied.stderr  # admitted under PodSecurity "restricted" too
+        rollout = kubectl(sandbox, "rollout", "status", f"deployment/{NAME}", f"--timeout={READY_SECONDS}s")
+        assert rollout.returncode == 0, rollout.stderr
+
+        addresses = wait_serving(sandbox, replicas=2)
+        served = ssl.get_server_certificate((addresses[0], 15012), timeout=10)
+        assert ssl.PEM_cert_to_DER_cert(served) == ssl.PEM_cert_to_DER_cert(certificate.decode())
+
+        for address in addresses:
+            status = sandbox.run(
+                "istioctl", "proxy-status", "--context", "remote",
+                extra_env={"ISTIOCTL_XDS_ADDRESS": f"{address}:15012", "ISTIOCTL_ISTIONAMESPACE": sandbox.istio_namespace, "ISTIOCTL_INSECURE": "true"},
+            )  # fmt: skip
+            assert status.returncode == 0, status.stderr
+            assert all(proxy in status.stdout for proxy in sandbox.proxies), status.stdout
+    finally:
+        kubectl(sandbox, "delete", "--cascade=foreground", "--wait=true", "-f", "-", stdin=printed.stdout)
+        kubectl(sandbox, "delete", "secret", f"{NAME}-tls", "--ignore-not-found")
+    assert kubectl(sandbox, "get", "pods", "-l", f"app.kubernetes.io/name={NAME}", "-o", "name").stdout.strip() == ""
