@@ -3,14 +3,16 @@
 kwok marks every pod Running without running anything. For pods whose image is this project's
 proxy image we do what a kubelet would: start the container's command with the pod's argv and
 env, POD_NAMESPACE, a real service-account token and an in-cluster-style kubeconfig; stop it when
-the pod goes away; fail the pod when its activeDeadlineSeconds passes. The pod's own loopback
-(127.0.0.1 inside a real pod) becomes a private loopback address per pod, 127.0.10x.y, which is
-not the pod IP, and kwok's PortForward points the pod's port-forward at it.
+the pod goes away; fail the pod when its activeDeadlineSeconds passes; write mounted Secrets to
+files. The pod's own loopback (127.0.0.1 inside a real pod) becomes a private loopback address
+per pod, 127.0.10x.y, which is not the pod IP, and kwok's PortForward points the pod's
+port-forward at it; a process listening on all interfaces (0.0.0.0) listens on the pod IP.
 Run as `python -m tests.sandbox.podrunner` (started by `up`, stopped by `down`).
 """
 
 from __future__ import annotations
 
+import base64
 import datetime
 import shutil
 import signal
@@ -84,29 +86,54 @@ def _in_cluster_kubeconfig(pod: client.V1Pod, core: client.CoreV1Api) -> str:
     return str(path)
 
 
-def _argv(container: client.V1Container, loopback: str) -> list[str]:
+def _argv(container: client.V1Container, addresses: dict[str, str]) -> list[str]:
+    """The container's command, with the pod's own addresses and mount paths replaced by this host's."""
     command = list(container.command or []) + list(container.args or [])
     executable = shutil.which(command[0])
     if executable is None:
         raise FileNotFoundError(f"{command[0]} is not on PATH of the sandbox pod runner")
-    return [executable] + [arg.replace(f"{POD_LOOPBACK}:", f"{loopback}:") for arg in command[1:]]
+    args = command[1:]
+    for inside, outside in addresses.items():
+        args = [arg.replace(inside, outside) for arg in args]
+    return [executable, *args]
+
+
+def _secret_volumes(pod: client.V1Pod, core: client.CoreV1Api) -> dict[str, str]:
+    """Write each mounted Secret's keys to files, as kubelet does; {mountPath: local directory}."""
+    secrets = {volume.name: volume.secret.secret_name for volume in pod.spec.volumes or [] if volume.secret}
+    mounted = {}
+    for mount in pod.spec.containers[0].volume_mounts or []:
+        if mount.name not in secrets:
+            continue
+        directory = STATE / "pods" / f"{pod.metadata.namespace}-{pod.metadata.name}" / mount.name
+        directory.mkdir(parents=True, exist_ok=True)
+        for key, value in (core.read_namespaced_secret(secrets[mount.name], pod.metadata.namespace).data or {}).items():
+            (directory / key).write_bytes(base64.b64decode(value))
+            (directory / key).chmod(0o400)
+        mounted[mount.mount_path] = str(directory)
+    return mounted
 
 
 def _start(pod: client.V1Pod, core: client.CoreV1Api) -> Started:
     container = pod.spec.containers[0]
     loopback = private_loopback(pod.status.pod_ip)
     ports = tuple(p.container_port for p in container.ports or [])
-    apply(CONTEXT, [port_forward(pod.metadata.name, pod.metadata.namespace, loopback, ports, pod.metadata.uid)])
+    apply(CONTEXT, [port_forward(pod.metadata.name, pod.metadata.namespace, forward_to, ports, pod.metadata.uid)])
     env = {**_env(pod, container), "KUBECONFIG": _in_cluster_kubeconfig(pod, core)}
     name = f"pod-{pod.metadata.namespace}-{pod.metadata.name}"
-    procs.start(name, _argv(container, loopback), env=env)
-    log(f"pod runner: started {pod.metadata.namespace}/{pod.metadata.name} on {loopback}")
+    procs.start(name, _argv(container, addresses), env=env)
+    log(f"pod runner: started {pod.metadata.namespace}/{pod.metadata.name} on {forward_to}")
     deadline = None
     if pod.spec.active_deadline_seconds and pod.status.start_time:
         deadline = pod.status.start_time + datetime.timedelta(seconds=pod.spec.active_deadline_seconds)
+    # Inside a pod, 127.0.0.1 is the pod's own loopback and 0.0.0.0 includes the pod IP, which
+    # Services route to; port-forward reaches whichever the process listens on.
+    serves_pod_ip = any(f"{ALL_INTERFACES}:" in arg for arg in container.args or [])
+    forward_to = pod.status.pod_ip if serves_pod_ip else loopback
     return Started(name, deadline)
 
 
+    addresses = {f"{POD_LOOPBACK}:": f"{loopback}:", f"{ALL_INTERFACES}:": f"{pod.status.pod_ip}:", **_secret_volumes(pod, core)}
 def _fail_past_deadline(pod_key: tuple[str, str], core: client.CoreV1Api) -> None:
     """What kubelet does at activeDeadlineSeconds: kill the containers, mark the pod Failed."""
     namespace, name = pod_key
