@@ -7,8 +7,9 @@ FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY kubectl_istio_remote ./kubectl_istio_remote
+# kubernetes/aio (68 MB, the asyncio client) is never imported by the plugin.
 RUN pip install --no-cache-dir --target /app . \
- && rm -rf /app/bin \
+ && rm -rf /app/bin /app/kubernetes/aio \
  && printf '#!/usr/bin/python3\nfrom kubectl_istio_remote.launch import main\nmain()\n' > /app/kubectl-istio_remote \
  && chmod 0555 /app/kubectl-istio_remote \
  && python -m compileall -q /app
