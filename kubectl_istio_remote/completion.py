@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import stat
 import sys
 from collections.abc import Iterable
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import click
 from click.shell_completion import CompletionItem, ShellComplete, get_completion_class, shell_complete
+
+from kubectl_istio_remote.errors import UserError
 
 PLUGIN_EXECUTABLE = "kubectl-istio_remote"
 HELPER_NAME = "kubectl_complete-istio_remote"
@@ -70,27 +73,27 @@ def shell_script(cli: click.Command, shell: str) -> str:
 def plugin_command(argv0: str) -> list[str]:
     """How to run this plugin again: its executable as invoked (krew's symlink stays valid on upgrade), or this Python."""
     if os.path.basename(argv0).startswith("kubectl-"):
-        found = argv0 if os.sep in argv0 else None
-        return [os.path.abspath(found or _which(argv0))]
+        return [os.path.abspath(argv0 if os.sep in argv0 else shutil.which(argv0) or argv0)]
     return [sys.executable, "-m", "kubectl_istio_remote"]
-
-
-def _which(name: str) -> str:
-    import shutil
-
-    return shutil.which(name) or name
 
 
 def install_helper(directory: Path, command: list[str]) -> Path:
     """Write the executable kubectl looks for; it hands the words back to this plugin."""
     helper = directory / HELPER_NAME
-    helper.write_text(
-        "#!/bin/sh\n"
-        "# Written by `kubectl istio-remote completion install`: kubectl runs it to complete `kubectl istio-remote`.\n"
-        f"exec {shlex.join(command)} {KUBECTL_PROTOCOL_ARGUMENT} \"$@\"\n"
-    )
-    helper.chmod(helper.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    try:
+        helper.write_text(
+            "#!/bin/sh\n"
+            "# Written by `kubectl istio-remote completion install`: kubectl runs it to complete `kubectl istio-remote`.\n"
+            f"exec {shlex.join(command)} {KUBECTL_PROTOCOL_ARGUMENT} \"$@\"\n"
+        )
+        helper.chmod(helper.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    except OSError as error:
+        raise UserError(f"cannot write {helper}: {error.strerror}", "pass --dir, a writable directory on your PATH") from None
     return helper
+
+
+def on_path(directory: Path) -> bool:
+    return any(Path(entry).resolve() == directory.resolve() for entry in os.environ.get("PATH", "").split(os.pathsep) if entry)
 
 
 def _matching(values: Iterable[str], incomplete: str) -> list[CompletionItem]:

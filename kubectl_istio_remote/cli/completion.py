@@ -28,6 +28,8 @@ def install(
     target = directory or Path(command[0]).parent
     helper = completion.install_helper(target, command)
     print(f"wrote {helper}: `kubectl istio-remote <Tab>` completes once kubectl's own completion is loaded", file=sys.stderr)
+    if not completion.on_path(target):
+        print(f"warning: {target} is not on PATH, where kubectl looks for {helper.name}", file=sys.stderr)
 
 
 def _script_command(shell: str) -> None:
