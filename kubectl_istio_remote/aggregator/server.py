@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import grpc
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
@@ -115,7 +116,17 @@ class FanOut:
                 failures,
             )
         sources = [(answer.istiod, answer.resource_count) for answer in in_merge_order(answers)]
-        return Merged(merge(request, answers, self._settings.control_plane_id), failures, sources)
+        raw = merge(request, answers, self._settings.control_plane_id)
+        if len(raw) > self._settings.max_message_bytes:
+            # Each answer fits, their sum may not: refused here, gRPC would fail the send with a
+            # traceback in our log and a bare "Sent message larger than max" for the user.
+            raise AggregationError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the merged answer is {len(raw)} bytes, over --max-message-bytes {self._settings.max_message_bytes}: "
+                "raise it, or ask for one proxy",
+                failures,
+            )
+        return Merged(raw, failures, sources)
 
 
 def trailing_metadata(
@@ -141,7 +152,7 @@ class AggregatingDiscoveryService:
             ADS_SERVICE,
             {
                 "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
-                    self.stream, request_deserializer=DiscoveryRequest.FromString, response_serializer=bytes
+                    self.stream, request_deserializer=bytes, response_serializer=bytes
                 ),
                 "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
                     self.delta, request_deserializer=bytes, response_serializer=bytes
@@ -149,13 +160,17 @@ class AggregatingDiscoveryService:
             },
         )
 
-    async def stream(
-        self, request_iterator: AsyncIterator[DiscoveryRequest], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[bytes]:
+    async def stream(self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         forwarded = [(key, value) for key, value in context.invocation_metadata() if key in FORWARDED_METADATA]
         node = None
         failures: list[UpstreamFailure] = []
-        async for request in request_iterator:
+        async for raw in request_iterator:
+            # Decoded here, not by gRPC: its own decoding turns a malformed request (bad UTF-8 in a
+            # string field, random bytes) into UNKNOWN and an ERROR traceback in our log per request.
+            try:
+                request = DiscoveryRequest.FromString(raw)
+            except DecodeError as error:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a DiscoveryRequest: {error}")
             # The node comes on a stream's first request only; every upstream stream needs it,
             # unchanged, because istiod matches it against the caller's token.
             if request.HasField("node"):
