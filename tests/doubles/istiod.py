@@ -39,8 +39,13 @@ class FakeIstiod:
     behaviour: str = "answer"
     #: (key PEM, certificate PEM) to serve TLS, as istiod does on 15012; None serves plaintext.
     serving_pair: tuple[bytes, bytes] | None = None
+    #: When set, answers wait until it is: a test can then have every stream in flight at once.
+    gate: asyncio.Event | None = None
     seen_metadata: list[dict[str, str]] = field(default_factory=list)
     seen_requests: list[DiscoveryRequest] = field(default_factory=list)
+    #: Streams open to this replica now, and the most at once: shows when the aggregator closes them.
+    open_streams: int = 0
+    peak_open_streams: int = 0
     address: str = ""
     _server: grpc.aio.Server | None = None
     _syncz_bytes: bytes = b""
@@ -74,17 +79,24 @@ class FakeIstiod:
 
     async def _stream(self, requests: AsyncIterator[DiscoveryRequest], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         self.seen_metadata.append({key: value for key, value in context.invocation_metadata()})
-        async for request in requests:
-            self.seen_requests.append(request)
-            if self.behaviour == "refuse":
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "authentication required")
-            if self.behaviour == "hang":
-                await asyncio.sleep(3600)
-            await asyncio.sleep(self.delay)
-            if self.behaviour == "garbage":
-                yield b"\xff\xff\xff\xff not a DiscoveryResponse"
-                continue
-            yield self._serialized(request)
+        self.open_streams += 1
+        self.peak_open_streams = max(self.peak_open_streams, self.open_streams)
+        try:
+            async for request in requests:
+                self.seen_requests.append(request)
+                if self.behaviour == "refuse":
+                    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "authentication required")
+                if self.behaviour == "hang":
+                    await asyncio.sleep(3600)
+                if self.gate is not None:
+                    await self.gate.wait()
+                await asyncio.sleep(self.delay)
+                if self.behaviour == "garbage":
+                    yield b"\xff\xff\xff\xff not a DiscoveryResponse"
+                    continue
+                yield self._serialized(request)
+        finally:
+            self.open_streams -= 1
 
     def _serialized(self, request: DiscoveryRequest) -> bytes:
         """Full syncz answers are built once: large fakes should cost the aggregator, not themselves."""
