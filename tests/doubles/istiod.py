@@ -43,9 +43,8 @@ class FakeIstiod:
     gate: asyncio.Event | None = None
     seen_metadata: list[dict[str, str]] = field(default_factory=list)
     seen_requests: list[DiscoveryRequest] = field(default_factory=list)
-    #: Streams open to this replica now, and the most at once: shows when the aggregator closes them.
+    #: Streams open to this replica now: shows when the aggregator closes them.
     open_streams: int = 0
-    peak_open_streams: int = 0
     address: str = ""
     _server: grpc.aio.Server | None = None
     _syncz_bytes: bytes = b""
@@ -80,7 +79,6 @@ class FakeIstiod:
     async def _stream(self, requests: AsyncIterator[DiscoveryRequest], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         self.seen_metadata.append({key: value for key, value in context.invocation_metadata()})
         self.open_streams += 1
-        self.peak_open_streams = max(self.peak_open_streams, self.open_streams)
         try:
             async for request in requests:
                 self.seen_requests.append(request)
