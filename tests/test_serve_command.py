@@ -14,7 +14,7 @@ import pytest
 
 from kubectl_istio_remote.aggregator.client import Connection, ask
 from tests.doubles.istiod import FakeIstiod
-from tests.test_aggregator import proxy_ids, syncz
+from tests.fake_mesh import proxy_ids, syncz
 
 SERVE = [sys.executable, "-m", "kubectl_istio_remote", "serve"]
 
