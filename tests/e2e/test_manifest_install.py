@@ -25,15 +25,16 @@ def kubectl(sandbox: Sandbox, *args: str, stdin: str | None = None) -> subproces
 
 
 def ready_endpoints(sandbox: Sandbox) -> list[str]:
-    """Pod IPs behind the Service that the EndpointSlice controller marked ready."""
-    listed = kubectl(sandbox, "get", "endpointslices", "-l", f"kubernetes.io/service-name={NAME}", "-o", "json")
+    """The ready pod IPs the Service selects, resolved as the EndpointSlice controller would: the API
+    server refuses loopback addresses as endpoints, and every sandbox pod IP is one."""
+    service = json.loads(kubectl(sandbox, "get", "service", NAME, "-o", "json").stdout)
+    selector = ",".join(f"{key}={value}" for key, value in service["spec"]["selector"].items())
+    listed = kubectl(sandbox, "get", "pods", "-l", selector, "-o", "json")
     assert listed.returncode == 0, listed.stderr
     return [
-        address
-        for item in json.loads(listed.stdout)["items"]
-        for endpoint in item.get("endpoints") or []
-        if endpoint.get("conditions", {}).get("ready")
-        for address in endpoint["addresses"]
+        pod["status"]["podIP"]
+        for pod in json.loads(listed.stdout)["items"]
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", [])) and pod["status"].get("podIP")
     ]
 
 

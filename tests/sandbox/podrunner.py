@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import base64
 import datetime
+import os
 import shutil
 import signal
 import sys
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import yaml
 from kubernetes import client, watch
@@ -89,7 +91,8 @@ def _in_cluster_kubeconfig(pod: client.V1Pod, core: client.CoreV1Api) -> str:
 def _argv(container: client.V1Container, addresses: dict[str, str]) -> list[str]:
     """The container's command, with the pod's own addresses and mount paths replaced by this host's."""
     command = list(container.command or []) + list(container.args or [])
-    executable = shutil.which(command[0])
+    # The image's PATH holds the plugin; here it is this Python's environment, even if PATH lacks it.
+    executable = shutil.which(command[0], path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     if executable is None:
         raise FileNotFoundError(f"{command[0]} is not on PATH of the sandbox pod runner")
     args = command[1:]
