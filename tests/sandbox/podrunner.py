@@ -72,20 +72,28 @@ def _in_cluster_kubeconfig(pod: client.V1Pod, core: client.CoreV1Api) -> str:
         )
     )
     token = core.create_namespaced_service_account_token(pod.spec.service_account_name, pod.metadata.namespace, request).status.token
+    path = STATE / "pods" / f"{pod.metadata.namespace}-{pod.metadata.name}.kubeconfig"
+    return str(token_kubeconfig(token, pod.metadata.namespace, path))
+
+
+def token_kubeconfig(token: str, namespace: str, path: Path) -> Path:
+    """An in-cluster-style kubeconfig for the external cluster that authenticates with `token` only."""
     ca = yaml.safe_load(KUBECONFIG.read_text())["clusters"][0]["cluster"]["certificate-authority"]
     document = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "in-cluster", "cluster": {"server": cluster(CONTEXT).server, "certificate-authority": ca}}],
         "users": [{"name": "pod", "user": {"token": token}}],
-        "contexts": [{"name": "in-cluster", "context": {"cluster": "in-cluster", "user": "pod", "namespace": pod.metadata.namespace}}],
+        "contexts": [{"name": "in-cluster", "context": {"cluster": "in-cluster", "user": "pod", "namespace": namespace}}],
         "current-context": "in-cluster",
     }
-    path = STATE / "pods" / f"{pod.metadata.namespace}-{pod.metadata.name}.kubeconfig"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(document))
     path.chmod(0o600)
-    return str(path)
+    return path
+
+
+ALL_INTERFACES = "0.0.0.0"
 
 
 def _argv(container: client.V1Container, addresses: dict[str, str]) -> list[str]:
@@ -120,23 +128,23 @@ def _secret_volumes(pod: client.V1Pod, core: client.CoreV1Api) -> dict[str, str]
 def _start(pod: client.V1Pod, core: client.CoreV1Api) -> Started:
     container = pod.spec.containers[0]
     loopback = private_loopback(pod.status.pod_ip)
+    # Inside a pod, 127.0.0.1 is the pod's own loopback and 0.0.0.0 includes the pod IP, which
+    # Services route to; port-forward reaches whichever the process listens on.
+    serves_pod_ip = any(f"{ALL_INTERFACES}:" in arg for arg in container.args or [])
+    forward_to = pod.status.pod_ip if serves_pod_ip else loopback
     ports = tuple(p.container_port for p in container.ports or [])
     apply(CONTEXT, [port_forward(pod.metadata.name, pod.metadata.namespace, forward_to, ports, pod.metadata.uid)])
     env = {**_env(pod, container), "KUBECONFIG": _in_cluster_kubeconfig(pod, core)}
+    addresses = {f"{POD_LOOPBACK}:": f"{loopback}:", f"{ALL_INTERFACES}:": f"{pod.status.pod_ip}:", **_secret_volumes(pod, core)}
     name = f"pod-{pod.metadata.namespace}-{pod.metadata.name}"
     procs.start(name, _argv(container, addresses), env=env)
     log(f"pod runner: started {pod.metadata.namespace}/{pod.metadata.name} on {forward_to}")
     deadline = None
     if pod.spec.active_deadline_seconds and pod.status.start_time:
         deadline = pod.status.start_time + datetime.timedelta(seconds=pod.spec.active_deadline_seconds)
-    # Inside a pod, 127.0.0.1 is the pod's own loopback and 0.0.0.0 includes the pod IP, which
-    # Services route to; port-forward reaches whichever the process listens on.
-    serves_pod_ip = any(f"{ALL_INTERFACES}:" in arg for arg in container.args or [])
-    forward_to = pod.status.pod_ip if serves_pod_ip else loopback
     return Started(name, deadline)
 
 
-    addresses = {f"{POD_LOOPBACK}:": f"{loopback}:", f"{ALL_INTERFACES}:": f"{pod.status.pod_ip}:", **_secret_volumes(pod, core)}
 def _fail_past_deadline(pod_key: tuple[str, str], core: client.CoreV1Api) -> None:
     """What kubelet does at activeDeadlineSeconds: kill the containers, mark the pod Failed."""
     namespace, name = pod_key
@@ -153,9 +161,15 @@ def run(stop: threading.Event) -> None:
         core = client.CoreV1Api(api_client)
         while not stop.is_set():
             stream = watch.Watch()
+            seen: set[tuple[str, str]] = set()
             try:
                 for event in stream.stream(core.list_pod_for_all_namespaces, timeout_seconds=5):
                     _handle(event["type"], event["object"], started, core)
+                    seen.add((event["object"].metadata.namespace, event["object"].metadata.name))
+                # Each window opens with every existing pod: one not seen was deleted while the API server was away.
+                for key in started.keys() - seen:
+                    procs.stop(started.pop(key).process)
+                    log(f"pod runner: stopped {key[0]}/{key[1]}, gone while the watch was down")
             except client.ApiException as error:
                 log(f"pod runner: watch failed: {error.reason}")
                 stop.wait(1)
