@@ -114,6 +114,25 @@ def test_krew_installs_the_archive_and_kubectl_runs_the_plugin(archive: Path, kr
     assert "LICENSE" in os.listdir(Path(krew_root["KREW_ROOT"]) / "store" / "istio-remote" / f"v{__version__}")
 
 
+def test_pipx_install_gives_kubectl_istio_remote(tools: Path, tmp_path: Path) -> None:
+    """The README's install command, into a private pipx home, then the plugin through kubectl."""
+    env = {
+        **os.environ,
+        "PIPX_HOME": str(tmp_path / "pipx"),
+        "PIPX_BIN_DIR": str(tmp_path / "bin"),
+        "PIPX_MAN_DIR": str(tmp_path / "man"),
+    }
+    installed = subprocess.run(
+        [sys.executable, "-m", "pipx", "install", "--python", sys.executable, str(ROOT)], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    user = {"HOME": str(tmp_path), "PATH": f"{tmp_path / 'bin'}:{tools}:/usr/bin:/bin"}
+    help_text = run(["kubectl", "istio-remote", "--help"], user)
+    assert help_text.returncode == 0 and "Usage: kubectl istio-remote" in help_text.stdout, help_text.stderr
+    plugins = run(["kubectl", "plugin", "list"], user)
+    assert f"{tmp_path / 'bin' / 'kubectl-istio_remote'}" in plugins.stdout, plugins.stderr
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
         pass
