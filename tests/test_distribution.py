@@ -114,6 +114,14 @@ def test_krew_installs_the_archive_and_kubectl_runs_the_plugin(archive: Path, kr
     assert "LICENSE" in os.listdir(Path(krew_root["KREW_ROOT"]) / "store" / "istio-remote" / f"v{__version__}")
 
 
+def test_the_release_workflow_passes_actionlint() -> None:
+    """The workflow only runs on a tag push on GitHub; actionlint checks its syntax, expressions, runner labels and action inputs."""
+    result = subprocess.run(
+        [str(build.binary("actionlint")), "-no-color", ".github/workflows/release.yml"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_pipx_install_gives_kubectl_istio_remote(tools: Path, tmp_path: Path) -> None:
     """The README's install command, into a private pipx home, then the plugin through kubectl."""
     env = {

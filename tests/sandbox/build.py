@@ -22,6 +22,8 @@ KUBERNETES_VERSION = "1.37.2"
 KWOK_VERSION = "v0.8.0"
 KREW_VERSION = "v0.5.0"
 ETCD_VERSION = "v3.7.3"
+#: Lints the release workflow, which cannot run here (tests/test_distribution.py).
+ACTIONLINT_VERSION = "v1.7.12"
 # The module proxy serves no released istio tag (they lack the `v`, and this machine's proxy
 # refuses arbitrary commits), so we pin the newest master pseudo-version it serves.
 ISTIO_PSEUDO_VERSION = "v0.0.0-20260827124520-eed52ebb66ad"
@@ -98,6 +100,7 @@ COMPONENTS: tuple[Component, ...] = (
         },
         ldflags=f"-s -w -X sigs.k8s.io/krew/internal/version.gitTag={KREW_VERSION}",
     ),
+    Component("actionlint", "github.com/rhysd/actionlint", ACTIONLINT_VERSION, {"actionlint": "github.com/rhysd/actionlint/cmd/actionlint"}, ldflags="-s -w"),
 )
 
 
