@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from kubectl_istio_remote import __version__
+from kubectl_istio_remote.workload import RUN_AS_USER
 from tests.sandbox import build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,6 +113,16 @@ def test_krew_installs_the_archive_and_kubectl_runs_the_plugin(archive: Path, kr
     version = run(["kubectl", "istio-remote", "version"], krew_root)
     assert f"kubectl-istio-remote {__version__}" in version.stdout, version.stderr
     assert "LICENSE" in os.listdir(Path(krew_root["KREW_ROOT"]) / "store" / "istio-remote" / f"v{__version__}")
+
+
+def test_the_image_runs_the_plugin_as_the_uid_the_pod_specs_declare() -> None:
+    """runAsNonRoot is only checkable by the kubelet with a numeric USER, and it must match runAsUser."""
+    lines = [line.split() for line in (ROOT / "Dockerfile").read_text().splitlines() if line and not line.startswith("#")]
+    stages = [index for index, words in enumerate(lines) if words[0] == "FROM"]
+    final = lines[stages[-1] :]
+    assert len(stages) >= 2, "multi-stage: build tools stay out of the image"
+    assert ["USER", f"{RUN_AS_USER}:{RUN_AS_USER}"] in final
+    assert ["ENTRYPOINT", '["kubectl-istio_remote"]'] in final
 
 
 def test_the_release_workflow_passes_actionlint() -> None:
