@@ -7,10 +7,12 @@ cluster is needed. The archive is built here with PyInstaller, for this machine'
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import http.server
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -21,8 +23,12 @@ import pytest
 import yaml
 
 from kubectl_istio_remote import __version__
+from kubectl_istio_remote.aggregator.client import Connection, ask
 from kubectl_istio_remote.workload import RUN_AS_USER
+from tests.doubles.istiod import FakeIstiod
+from tests.fake_mesh import proxy_ids, syncz
 from tests.sandbox import build
+from tests.test_serve_command import start_serve
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugin-manifest"))
@@ -150,6 +156,24 @@ def test_pipx_install_gives_kubectl_istio_remote(tools: Path, tmp_path: Path) ->
     assert help_text.returncode == 0 and "Usage: kubectl istio-remote" in help_text.stdout, help_text.stderr
     plugins = run(["kubectl", "plugin", "list"], user)
     assert f"{tmp_path / 'bin' / 'kubectl-istio_remote'}" in plugins.stdout, plugins.stderr
+
+
+async def test_the_frozen_plugin_aggregates_over_tls(archive: Path, krew_root: dict[str, str], tmp_path: Path) -> None:
+    """grpc, the Envoy protos and cryptography made it into the archive: `serve` through kubectl answers syncz."""
+    krew_install(archive, krew_root, tmp_path)
+    fakes = [FakeIstiod(f"istiod-{i}", [f"app-{i}.sample"]) for i in range(2)]
+    for fake in fakes:
+        await fake.start()
+    args = [arg for fake in fakes for arg in ("--istiod-address", fake.address)]
+    process, address = await start_serve("--istiod-plaintext", *args, command=["kubectl", "istio-remote", "serve"], env=krew_root)
+    try:
+        replies = await ask(Connection(address, tls=True), [syncz()])
+        assert sorted(proxy_ids(replies)) == ["app-0.sample", "app-1.sample"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+        for fake in fakes:
+            await fake.stop()
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -29,9 +29,10 @@ async def istiods() -> AsyncIterator[list[FakeIstiod]]:
         await fake.stop()
 
 
-async def start_serve(*args: str) -> tuple[asyncio.subprocess.Process, str]:
+async def start_serve(*args: str, command: list[str] = SERVE, env: dict[str, str] | None = None) -> tuple[asyncio.subprocess.Process, str]:
+    """`serve` (or another command that runs it) started, and the address from its one stdout line."""
     process = await asyncio.create_subprocess_exec(
-        *SERVE, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        *command, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
     )
     line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
     assert line.startswith("listening on 127.0.0.1:"), line
