@@ -8,6 +8,8 @@ where the sandbox can run that pod's real process; kwok's kubelet API serves por
 from __future__ import annotations
 
 import json
+import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,6 +174,10 @@ def _kwok(spec: ClusterSpec, ca: Authority) -> None:
             f"--tls-cert-file={cert}",
             f"--tls-private-key-file={key}",
             "--enable-crds=PortForward",
+            # A node Lease renewed every ~10 s, as kubelets keep: with only kwok's 20-45 s status
+            # heartbeat, a short API server outage gets the node marked NotReady, and kwok's
+            # re-initialization then drops its addresses, which port-forward needs.
+            "--node-lease-duration-seconds=40",
         ],
     )
 
@@ -273,6 +279,32 @@ def _wait_node_ready(spec: ClusterSpec) -> None:
             return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
 
     procs.wait_until(f"node of {spec.name}", ready, 60, process=f"{spec.name}-kwok")
+
+
+#: The components that watch each API server, paused while it is down (see stop_apiserver).
+WATCHERS = ("controller-manager", "scheduler", "kwok")
+
+
+def stop_apiserver(name: str) -> None:
+    """Stop one cluster's kube-apiserver (a fault under test), pausing the components that watch it.
+
+    Left running through an outage, their client-go backoff leaves new pods Pending and port-forwards
+    failing (kwok serves them from an informer) for up to a minute after the API server is back, and
+    kwok restarted would hand out pod IPs still in use. Paused, they meet one broken connection
+    instead of many refused ones, and reconnect within seconds when resumed.
+    """
+    for component in WATCHERS:
+        os.killpg(procs.recorded_pid(f"{name}-{component}"), signal.SIGSTOP)
+    procs.stop(f"{name}-apiserver")
+
+
+def start_apiserver(name: str) -> None:
+    """Start it again with the same certificates and flags, wait until it answers, and resume its watchers."""
+    spec = cluster(name)
+    _apiserver(spec, Authority(PKI))
+    _wait_ready(spec)
+    for component in WATCHERS:
+        os.killpg(procs.recorded_pid(f"{name}-{component}"), signal.SIGCONT)
 
 
 def up() -> None:
