@@ -63,15 +63,18 @@ def _parse(stamp: str) -> datetime.datetime:
         return datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
 
 
-def select(leftovers: list[Leftover], user: str, everything: bool) -> list[Leftover]:
-    """--all: every object of ours; otherwise the expired ones of this user."""
+def select(leftovers: list[Leftover], user: str, everything: bool, session: str = "") -> list[Leftover]:
+    """--all: every object of ours; --session: one session's, expired or not (a teardown that could not finish names it); otherwise this user's expired ones."""
     if everything:
         return leftovers
+    if session:
+        return [leftover for leftover in leftovers if leftover.session == session]
     return [leftover for leftover in leftovers if leftover.expired and leftover.user == label_value(user)]
 
 
 def remove(cluster: Cluster, namespace: str, leftovers: list[Leftover], seconds: float = 30.0) -> list[str]:
-    return delete_objects(cluster, namespace, [leftover.ref for leftover in leftovers], time.monotonic() + seconds)
+    refs = [leftover.ref for leftover in leftovers]
+    return delete_objects(cluster, namespace, refs, time.monotonic() + seconds, hint="run the same cleanup again once it answers")
 
 
 def warn_about_leftovers(cluster: Cluster, namespace: str) -> None:

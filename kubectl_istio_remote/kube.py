@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -138,13 +141,28 @@ class ObjectRef:
     name: str
 
 
-def delete_objects(cluster: Cluster, namespace: str, refs: list[ObjectRef], deadline: float) -> list[str]:
-    """Delete `refs` before `deadline` (monotonic), retrying while the API server is unreachable.
+#: Answers of an API server that is starting, stopping or overloaded: worth another try, unlike a refusal.
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+FIRST_PAUSE_SECONDS, LONGEST_PAUSE_SECONDS = 0.5, 4.0
 
-    Returns "Kind/name" of what is gone (already-gone counts); raises if something is left.
+
+def delete_objects(
+    cluster: Cluster,
+    namespace: str,
+    refs: list[ObjectRef],
+    deadline: float,
+    *,
+    hint: str,
+    stop_waiting: Callable[[], bool] = lambda: False,
+) -> list[str]:
+    """Delete `refs` before `deadline` (monotonic), retrying with bounded backoff while the API server does not answer.
+
+    An API server restart (an upgrade, a failover) takes seconds: waiting for it leaves nothing
+    behind where giving up at the first refused connection would. The user is told once that we
+    wait, and `stop_waiting()` (a signal during teardown) ends the wait at once; every object still
+    gets one attempt. Returns "Kind/name" of what was removed (404s are not reported); if anything
+    is left, raises one error naming it, the API server, and `hint`, the command that removes it.
     """
-    import time
-
     deleters = {
         "Pod": lambda name, timeout: cluster.core.delete_namespaced_pod(
             name, namespace, grace_period_seconds=0, _request_timeout=timeout
@@ -157,30 +175,51 @@ def delete_objects(cluster: Cluster, namespace: str, refs: list[ObjectRef], dead
     }
     removed: list[str] = []
     pending = list(refs)
-    last_error: Exception | None = None
+    cause = ""
+    pause = FIRST_PAUSE_SECONDS
     while pending and time.monotonic() < deadline:
         ref = pending[0]
         try:
             deleters[ref.kind](ref.name, max(0.5, min(5.0, deadline - time.monotonic())))
         except ApiException as error:
-            if error.status != 404:
+            if error.status in TRANSIENT_STATUSES:
+                cause = f"{error.status} {api_message(error)}"
+            elif error.status == 404:  # already gone, or never created: nothing to report
+                pending.pop(0)
+                continue
+            else:
                 raise explain(error, cluster, "delete", ref.kind.lower() + "s", namespace) from None
-            pending.pop(0)  # already gone, or never created: nothing to report
+        except Exception as error:  # noqa: BLE001 - unreachable for now: retried below
+            cause = _root_cause(error)
+        else:
+            removed.append(f"{ref.kind}/{ref.name}")
+            pending.pop(0)
+            pause = FIRST_PAUSE_SECONDS
             continue
-        except Exception as error:  # noqa: BLE001 - unreachable for now: retry until the deadline
-            last_error = error
-            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
-            continue
-        removed.append(f"{ref.kind}/{ref.name}")
-        pending.pop(0)
+        if stop_waiting():
+            break
+        if pause == FIRST_PAUSE_SECONDS:
+            print(
+                f"warning: the API server of context {cluster.context} ({cluster.api.configuration.host}) does not answer ({cause}): "
+                f"retrying to remove {_names(pending)} for up to {max(0, deadline - time.monotonic()):.0f} s; Ctrl-C stops waiting",
+                file=sys.stderr,
+                flush=True,
+            )
+        wake = min(deadline, time.monotonic() + pause)
+        while time.monotonic() < wake and not stop_waiting():
+            time.sleep(0.1)
+        pause = min(LONGEST_PAUSE_SECONDS, pause * 2)
     if pending:
-        left = ", ".join(f"{ref.kind}/{ref.name}" for ref in pending)
-        cause = explain(last_error, cluster, "delete", "objects", namespace) if last_error else None
         raise UnavailableError(
-            f"could not remove {left} in namespace {namespace} of context {cluster.context}" + (f": {cause}" if cause else ""),
-            "run `kubectl istio-remote cleanup` once the API server answers (the pod also ends at its --ttl)",
+            f"the API server of context {cluster.context} ({cluster.api.configuration.host}) did not answer ({cause}): "
+            f"left {_names(pending)} in namespace {namespace}",
+            hint,
         )
     return removed
+
+
+def _names(refs: list[ObjectRef]) -> str:
+    return ", ".join(f"{ref.kind}/{ref.name}" for ref in refs)
 
 
 def label_value(text: str) -> str:

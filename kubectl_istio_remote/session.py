@@ -56,7 +56,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-TEARDOWN_SECONDS = 10.0
 ISTIOD_LABEL = "app=istiod"
 #: Container states that will not become Ready by waiting: fail at once with the server's reason.
 HOPELESS_WAITING = frozenset(
@@ -213,12 +212,16 @@ class ProxyPodMode:
     def tunnel_error(self) -> str:
         return self._tunnel.last_error if self._tunnel is not None else ""
 
-    def close(self, deadline: float) -> list[str]:
+    def close(self, deadline: float, stop_waiting: Callable[[], bool]) -> list[str]:
+        """Delete what was created; if the API server does not come back in time, name the command that finishes the job."""
         if self._tunnel is not None:
             with contextlib.suppress(Exception):
                 self._io.run(self._tunnel.close(), 2)
         refs = [ObjectRef(kind, self.name) for kind in DELETE_ORDER if kind in self._created]
-        return delete_objects(self._settings.external, self._settings.istio_namespace, refs, deadline)
+        external, namespace = self._settings.external, self._settings.istio_namespace
+        cleanup = f"kubectl istio-remote cleanup --context {external.context} -i {namespace} --session {self.session_id}"
+        hint = f"run `{cleanup}` once it answers (the pod also stops itself at its --ttl)"
+        return delete_objects(external, namespace, refs, deadline, hint=hint, stop_waiting=stop_waiting)
 
     def _create(self) -> None:
         settings, external = self._settings, self._settings.external
@@ -258,21 +261,25 @@ class ProxyPodMode:
         external, namespace = self._settings.external, self._settings.istio_namespace
         progress(f"waiting for pod {self.name} to be ready")
         watcher = watch.Watch()
-        remaining = max(1, int(deadline - time.monotonic()))
-        try:
-            for event in watcher.stream(
-                external.core.list_namespaced_pod,
-                namespace,
-                field_selector=f"metadata.name={self.name}",
-                timeout_seconds=remaining,
-            ):
-                if _pod_ready(event["object"]):
-                    watcher.stop()
-                    return
-                if time.monotonic() > deadline:
-                    break
-        except ApiException as error:
-            raise explain(error, external, "watch", "pods", namespace) from None
+        # A watch the server closes early (an API server shutting down closes them cleanly) is opened
+        # again: if the server is gone, that attempt fails and says so, instead of a false timeout.
+        while (remaining := int(deadline - time.monotonic())) > 0:
+            try:
+                for event in watcher.stream(
+                    external.core.list_namespaced_pod,
+                    namespace,
+                    field_selector=f"metadata.name={self.name}",
+                    timeout_seconds=remaining,
+                ):
+                    if _pod_ready(event["object"]):
+                        watcher.stop()
+                        return
+                    if time.monotonic() > deadline:
+                        break
+            except UserError:
+                raise  # the pod's own failure, already explained
+            except Exception as error:  # noqa: BLE001 - a refusal or an API server gone mid-watch, explained either way
+                raise explain(error, external, "watch", "pods", namespace) from None
         raise DeadlineError(
             f"pod {namespace}/{self.name} was not ready within --timeout", "raise --timeout, or look at `kubectl describe pod`"
         )
@@ -355,7 +362,8 @@ class LocalMode:
         progress(f"port-forwarding to the istiods in {settings.istio_namespace} of context {settings.external.context}")
         return self._io.run(self._aggregator.start(), _left(deadline))
 
-    def close(self, deadline: float) -> list[str]:
+    def close(self, deadline: float, stop_waiting: Callable[[], bool]) -> list[str]:
+        """Nothing was created in a cluster: stopping the aggregator is all, and nothing waits on an API server."""
         if self._aggregator is not None:
             self._io.run(self._aggregator.stop(0), _left(deadline))
         return []
@@ -394,9 +402,11 @@ def wait_healthy(io: LoopThread, address: str, deadline: float, tunnel_error: Ca
 def open_session(settings: SessionSettings, mode: str, *, istioctl: Istioctl | None) -> Iterator[str]:
     """Yield the local address of an aggregator that reaches every istiod; remove everything on the way out.
 
-    Teardown runs whatever happened (error, Ctrl-C, SIGTERM, SIGHUP), is bounded, and a signal
-    arriving during it is honoured only after it. If teardown itself fails while another error is
-    on its way out, the teardown error is printed and the first error keeps the exit code.
+    Teardown runs whatever happened (error, Ctrl-C, SIGTERM, SIGHUP) and is bounded: while the API
+    server does not answer it retries for up to --timeout, since a restarting API server is back
+    within seconds. A signal arriving during teardown ends only that wait, and is honoured after
+    it. If objects are left, the error names them and the cleanup command; it keeps the exit code
+    unless another error or a signal is on its way out, which then keeps it.
     """
     deadline = time.monotonic() + settings.timeout
     find_istiods(settings)
@@ -416,10 +426,10 @@ def open_session(settings: SessionSettings, mode: str, *, istioctl: Istioctl | N
     finally:
         with signals_deferred() as received:
             try:
-                for item in session.close(time.monotonic() + TEARDOWN_SECONDS):
+                for item in session.close(time.monotonic() + settings.timeout, lambda: bool(received)):
                     log.info("removed %s", item)
             except UserError as error:
-                if in_flight is None:
+                if in_flight is None and not received:
                     raise
                 progress(f"error: {error.one_line()}")
             finally:

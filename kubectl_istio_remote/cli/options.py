@@ -112,7 +112,13 @@ SESSION_FLAG_TYPES: dict[str, tuple[object, object]] = {
     ),
     "revision": (Revision, ""),
     "mode": (ModeOption, Mode.pod),
-    "timeout": (Annotated[float, typer.Option("--timeout", help="Seconds to get ready (pod start, tunnels).")], 120.0),
+    "timeout": (
+        Annotated[
+            float,
+            typer.Option("--timeout", help="Seconds to get ready (pod start, tunnels), and to retry removal while the API server does not answer."),
+        ],
+        120.0,
+    ),
     "ttl": (Annotated[int, typer.Option("--ttl", help="Seconds after which the pod ends itself, even if we are killed.")], 900),
     "image": (ImageOption, IMAGE),
     "image_pull_secret": (

@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from kubernetes import client
@@ -15,25 +17,53 @@ from tests.e2e.test_plugin import CLUSTERS, leftovers
 from tests.sandbox.clusters import api
 
 READY_COMMAND = ["--", "sh", "-c", "echo ready; exec sleep 60"]
+#: Prints "ready ADDRESS" (what istioctl is pointed at), then runs until the test closes its stdin, and exits 0.
+UNTIL_STDIN_CLOSES = ["--", "sh", "-c", 'echo "ready $ISTIOCTL_XDS_ADDRESS"; exec cat >/dev/null']
 
 
-def start_shell(sandbox: Sandbox, *flags: str) -> subprocess.Popen[str]:
+def start_shell(sandbox: Sandbox, *flags: str, command: list[str] = READY_COMMAND) -> subprocess.Popen[str]:
     """`shell -- CMD` in its own process group, as a terminal runs a foreground job."""
     return subprocess.Popen(
-        ["kubectl-istio_remote", "shell", *CLUSTERS, *flags, *READY_COMMAND],
-        env=sandbox.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ["kubectl-istio_remote", "shell", *CLUSTERS, *flags, *command],
+        env=sandbox.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
     )
 
 
-def wait_for_line(stream, text: str, timeout: float = 60) -> None:
+@contextmanager
+def shell_session(sandbox: Sandbox, *flags: str) -> Iterator[subprocess.Popen[str]]:
+    """`shell -- CMD` running until the test closes its stdin; ended (SIGTERM, then SIGKILL) if the test fails first."""
+    process = start_shell(sandbox, *flags, command=UNTIL_STDIN_CLOSES)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def wait_ready(process: subprocess.Popen[str]) -> str:
+    """The address the command was given, once the session is open; the command's errors if it never opened."""
+    line = process.stdout.readline()
+    if not line.startswith("ready "):
+        process.wait(timeout=30)
+        raise AssertionError(f"the session did not open: {line!r} {process.stderr.read()}")
+    return line.split()[1]
+
+
+def wait_for_line(stream, text: str, timeout: float = 60) -> str:
+    """The first line of `stream` containing `text`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         line = stream.readline()
         if not line:
             raise AssertionError(f"stream ended before {text!r}")
         if text in line:
-            return
+            return line
     raise AssertionError(f"no {text!r} within {timeout} s")
 
 
