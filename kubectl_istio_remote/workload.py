@@ -14,7 +14,7 @@ ISTIOD_PORT = 15012
 #: The image's non-root user (distroless "nonroot"); numeric so runAsNonRoot can be checked by the kubelet.
 RUN_AS_USER = 65532
 #: `serve --discover` lists and watches istiod pods; nothing else.
-AGGREGATOR_RULES = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+AGGREGATOR_RULES = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}]
 NOT_MESHED = {"sidecar.istio.io/inject": "false"}
 
 POD_SECURITY_CONTEXT = {

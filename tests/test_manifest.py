@@ -41,7 +41,7 @@ def test_deployment_is_restricted_probed_bounded_and_serves_tls_from_the_secret(
 
 def test_role_only_reads_pods_and_the_pods_are_not_meshed() -> None:
     objects = manifest()
-    assert objects["Role"]["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+    assert objects["Role"]["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}]
     assert objects["Deployment"]["spec"]["template"]["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
 
 
