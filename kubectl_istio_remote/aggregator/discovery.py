@@ -15,6 +15,8 @@ from typing import Protocol
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from kubectl_istio_remote.errors import UnavailableError
+from kubectl_istio_remote.kube import ForbiddenError, api_message
 from kubectl_istio_remote.relay import Target
 
 Replace = Callable[[Iterable[Target]], Awaitable[None]]
@@ -99,7 +101,17 @@ class PodDiscovery:
         self._stopped.set()
 
     def _list(self) -> str:
-        pods = self._api.list_namespaced_pod(self._namespace, label_selector=self._selector)
+        """The first list decides whether serving makes sense: a refusal ends `serve` with one line, not a traceback."""
+        try:
+            pods = self._api.list_namespaced_pod(self._namespace, label_selector=self._selector)
+        except ApiException as error:
+            failure = ForbiddenError if error.status == 403 else UnavailableError
+            raise failure(
+                f"cannot list istiod pods in namespace {self._namespace}: {error.status} {api_message(error)}",
+                "grant list and watch on pods there to the aggregator's identity (`kubectl istio-remote manifest` shows the Role)",
+            ) from None
+        except Exception as error:  # noqa: BLE001 - urllib3's connection errors have no common base worth naming
+            raise UnavailableError(f"cannot reach the API server to list istiod pods: {error}", "check the pod's network") from None
         self._targets = {
             pod.metadata.name: target for pod in pods.items if (target := target_of(pod, self._port, self._authority))
         }
