@@ -14,12 +14,12 @@ from typing import Any
 
 from kubectl_istio_remote.workload import (
     AGGREGATOR_PORT,
-    AGGREGATOR_RULES,
     ISTIOD_PORT,
     NOT_MESHED,
     POD_SECURITY_CONTEXT,
     RUN_AS_USER,
     aggregator_container,
+    identity_objects,
 )
 
 NAME = "istio-remote-proxy"
@@ -66,9 +66,7 @@ class Install:
 def objects(install: Install) -> list[dict[str, Any]]:
     """Every object of the install, in the order `kubectl apply` should create them."""
     built = [
-        _service_account(install),
-        _role(install),
-        _role_binding(install),
+        *identity_objects(_metadata(install)).values(),
         *([_certificate(install)] if install.issuer else []),
         _deployment(install),
         _service(install),
@@ -96,24 +94,6 @@ def serve_args(install: Install) -> list[str]:
 
 def _metadata(install: Install, name: str = NAME) -> dict[str, Any]:
     return {"name": name, "namespace": install.namespace, "labels": install.labels}
-
-
-def _service_account(install: Install) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _metadata(install)}
-
-
-def _role(install: Install) -> dict[str, Any]:
-    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": _metadata(install), "rules": AGGREGATOR_RULES}
-
-
-def _role_binding(install: Install) -> dict[str, Any]:
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": _metadata(install),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": NAME},
-        "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": install.namespace}],
-    }
 
 
 def _certificate(install: Install) -> dict[str, Any]:

@@ -42,11 +42,11 @@ from kubectl_istio_remote.kube import (
 from kubectl_istio_remote.signals import Interrupted, signals_deferred
 from kubectl_istio_remote.workload import (
     AGGREGATOR_PORT,
-    AGGREGATOR_RULES,
     ISTIOD_PORT,
     NOT_MESHED,
     POD_SECURITY_CONTEXT,
     aggregator_container,
+    identity_objects,
 )
 
 if TYPE_CHECKING:
@@ -164,21 +164,7 @@ def proxy_pod_objects(settings: SessionSettings, session_id: str, user: str, arg
             "containers": [aggregator_container(settings.image, settings.pull_policy, args)],
         },
     }
-    service_account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata}
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": metadata,
-        "rules": AGGREGATOR_RULES,
-    }
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": metadata,
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": settings.istio_namespace}],
-    }
-    return {"ServiceAccount": service_account, "Role": role, "RoleBinding": binding, "Pod": pod}
+    return {**identity_objects(metadata), "Pod": pod}
 
 
 def aggregator_args(settings: SessionSettings) -> list[str]:

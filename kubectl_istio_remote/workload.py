@@ -48,3 +48,19 @@ def aggregator_container(image: str, pull_policy: str, args: list[str], **extra:
         "securityContext": CONTAINER_SECURITY_CONTEXT,
         **extra,
     }
+
+
+def identity_objects(metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The aggregator's ServiceAccount, its Role and their RoleBinding, all named and placed by `metadata`."""
+    name, namespace = metadata["name"], metadata["namespace"]
+    return {
+        "ServiceAccount": {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata},
+        "Role": {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": metadata, "rules": AGGREGATOR_RULES},
+        "RoleBinding": {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": metadata,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        },
+    }

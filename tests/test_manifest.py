@@ -13,6 +13,7 @@ PLUGIN = [sys.executable, "-m", "kubectl_istio_remote"]
 def manifest(*args: str) -> dict[str, dict]:
     result = subprocess.run([*PLUGIN, "manifest", *args], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+    assert "&id" not in result.stdout, "plain YAML an operator can read and diff, without anchors"
     return {document["kind"]: document for document in yaml.safe_load_all(result.stdout)}
 
 

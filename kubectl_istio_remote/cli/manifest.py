@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 import typer
+import yaml
 
 from kubectl_istio_remote import IMAGE, __version__
 from kubectl_istio_remote.cli import options
@@ -31,8 +32,6 @@ def command(
     pull_policy: Annotated[options.PullPolicy, typer.Option("--pull-policy", help="Image pull policy.")] = options.PullPolicy.IfNotPresent,
 ) -> None:
     """Print a Deployment, its ServiceAccount, Role, RoleBinding, Service, NetworkPolicy and PodDisruptionBudget as YAML."""
-    import yaml
-
     if expose is Expose.gateway and not host:
         raise UsageError("--expose gateway routes on the TLS server name", "add --host, the name users will dial")
     if issuer is not None and issuer.partition("/")[0] not in ("Issuer", "ClusterIssuer"):
@@ -49,4 +48,11 @@ def command(
         revision=revision,
         version=__version__,
     )
-    print(yaml.safe_dump_all(objects(install), sort_keys=False), end="")
+    print(yaml.dump_all(objects(install), Dumper=_PlainDumper, sort_keys=False), end="")
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """Objects share dicts (probes, metadata); operators read and diff the output, so no YAML anchors."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
