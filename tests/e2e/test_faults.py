@@ -1,20 +1,25 @@
-"""Real istiod replicas failing under a running mesh, and several users at once (issue 6, first part).
+"""Real istiod replicas failing under a running mesh (stopped, paused, replaced by a server that
+answers garbage), and several users at once (issue 6).
 
-Runs before the other end-to-end modules (alphabetical order) and puts every replica back as it
-found it, waiting until each sidecar is connected again.
+Every test puts each replica back as it found it, waiting until each sidecar is connected again.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
+import ssl
 import subprocess
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-
+from kubectl_istio_remote.aggregator.tls import self_signed_pair
 from kubectl_istio_remote.status import ExitStatus
+from kubectl_istio_remote.workload import ISTIOD_PORT
 from tests.e2e.conftest import Sandbox
 from tests.e2e.test_plugin import CLUSTERS, leftovers
 from tests.e2e.test_sandbox_proof import listed_proxies
@@ -41,16 +46,59 @@ def _restore(sandbox: Sandbox) -> None:
     raise AssertionError("the sandbox's replicas did not come back: " + result.stderr)
 
 
+class GarbageServer:
+    """Takes a stopped replica's address: completes TLS as istiod would, then sends bytes that are not HTTP/2."""
+
+    def __init__(self, address: str) -> None:
+        key, certificate = self_signed_pair(["istiod.external-istiod.svc"], [address])
+        with tempfile.TemporaryDirectory() as directory:
+            paths = [os.path.join(directory, name) for name in ("key.pem", "cert.pem")]
+            for path, pem in zip(paths, (key, certificate)):
+                with open(path, "wb") as handle:
+                    handle.write(pem)
+            self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self._tls.set_alpn_protocols(["h2"])
+            self._tls.load_cert_chain(paths[1], paths[0])
+        self._listener = socket.create_server((address, ISTIOD_PORT))
+        self._listener.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            try:
+                with self._tls.wrap_socket(connection, server_side=True) as tls:
+                    tls.sendall(b"\xff" * 64 + b" this is not an HTTP/2 server preface")
+            except OSError:
+                pass  # the client gave up first
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._listener.close()
+
+
 @contextmanager
-def faults(sandbox: Sandbox, *, stopped: tuple[int, ...] = (), paused: tuple[int, ...] = ()) -> Iterator[None]:
-    """Stop replicas (connections refused) or pause them (connections accepted, never answered)."""
+def faults(
+    sandbox: Sandbox, *, stopped: tuple[int, ...] = (), paused: tuple[int, ...] = (), garbage: tuple[int, ...] = ()
+) -> Iterator[None]:
+    """Stop replicas (connections refused), pause them (accepted, never answered) or replace them with garbage."""
+    impostors = []
     try:
-        for index in stopped:
+        for index in (*stopped, *garbage):
             procs.stop(f"istiod-{index}")
         for index in paused:
             os.killpg(procs.recorded_pid(f"istiod-{index}"), signal.SIGSTOP)
+        impostors = [GarbageServer(sandbox.istiods[index]) for index in garbage]
         yield
     finally:
+        for impostor in impostors:
+            impostor.close()
         _restore(sandbox)
 
 
@@ -64,6 +112,16 @@ def test_answer_comes_from_the_healthy_replica_and_names_the_failed_ones(sandbox
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: istiod")]
     assert any("istiod-0" in line for line in warnings) and any("istiod-1" in line and "deadline" in line for line in warnings), result.stderr
     assert elapsed < 60, f"the paused replica held the answer for {elapsed:.0f} s"
+
+
+def test_a_replica_answering_garbage_is_named_and_the_others_answer(sandbox: Sandbox) -> None:
+    with faults(sandbox, garbage=(1,)):
+        result = sandbox.run(*NATIVE_LOCAL)
+    assert result.returncode == 0, result.stderr
+    assert listed_proxies(result.stdout) == set(sandbox.proxies_of(0)) | set(sandbox.proxies_of(2)), result.stdout
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: istiod")]
+    assert len(warnings) == 1 and "istiod-1" in warnings[0], result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_all_replicas_down_is_one_clear_unavailable_error(sandbox: Sandbox) -> None:
