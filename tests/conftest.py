@@ -1,8 +1,11 @@
-"""Fixtures shared by the fast test modules."""
+"""Fixtures shared by the test modules."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
 
 import pytest
 
@@ -26,3 +29,14 @@ async def mesh_factory() -> AsyncIterator[Callable[..., Awaitable[Mesh]]]:
     yield make
     for mesh in started:
         await mesh.stop()
+
+
+@pytest.fixture(scope="session")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This platform's krew archive, which is also the image's content, frozen once per run from the working tree."""
+    out = tmp_path_factory.mktemp("dist")
+    work = tmp_path_factory.mktemp("pyinstaller")
+    script = Path(__file__).resolve().parents[1] / "plugin-manifest" / "build_archive.py"
+    result = subprocess.run([sys.executable, str(script), "--out", str(out), "--work", str(work)], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return Path(result.stdout.strip().splitlines()[-1])

@@ -47,19 +47,6 @@ current-context: staging
 
 
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """This platform's archive, frozen from the working tree as the release workflow does."""
-    out = tmp_path_factory.mktemp("dist")
-    work = tmp_path_factory.mktemp("pyinstaller")
-    script = ROOT / "plugin-manifest" / "build_archive.py"
-    result = subprocess.run([sys.executable, str(script), "--out", str(out), "--work", str(work)], capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    path = Path(result.stdout.strip().splitlines()[-1])
-    assert path.name == archive_name(*host_platform())
-    return path
-
-
-@pytest.fixture(scope="module")
 def tools(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """kubectl and krew on a PATH of their own, as a user who installed them has."""
     directory = tmp_path_factory.mktemp("tools")
@@ -96,6 +83,10 @@ def krew_install(archive: Path, env: dict[str, str], tmp_path: Path) -> None:
     manifest.write_text(yaml.safe_dump(manifest_for(archive, f"https://example.invalid/{archive.name}")))
     result = run(["kubectl", "krew", "install", f"--manifest={manifest}", f"--archive={archive}"], env)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_archive_is_named_for_this_platform(archive: Path) -> None:
+    assert archive.name == archive_name(*host_platform())
 
 
 def test_krew_yaml_keeps_the_index_conventions() -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -13,10 +15,13 @@ from tests.e2e.conftest import Sandbox
 from tests.e2e.test_sandbox_proof import listed_proxies
 
 
+PLUGIN = [sys.executable, "-m", "kubectl_istio_remote"]
+
+
 @contextmanager
-def running_serve(sandbox: Sandbox, plaintext: bool) -> Iterator[tuple[str, list[str]]]:
+def running_serve(sandbox: Sandbox, plaintext: bool, plugin: list[str] = PLUGIN) -> Iterator[tuple[str, list[str]]]:
     """A serve process asking every replica, discovered as pods in the external cluster."""
-    argv = [sys.executable, "-m", "kubectl_istio_remote", "serve", "--context", "external", "--discover", "--namespace", sandbox.istio_namespace]
+    argv = [*plugin, "serve", "--context", "external", "--discover", "--namespace", sandbox.istio_namespace]
     argv += ["--plaintext", "--istiod-plaintext", "--istiod-port", "15010"] if plaintext else []
     process = subprocess.Popen(
         argv, env=sandbox.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -77,3 +82,14 @@ def test_plaintext_istioctl_gets_istiods_own_refusal(sandbox: Sandbox) -> None:
     assert result.returncode != 0
     assert "Unauthenticated" in result.stderr and "authentication required" in result.stderr, result.stderr
     assert all(f"istiod-{i}" in result.stderr for i in range(len(sandbox.istiods))), result.stderr
+
+
+def test_the_frozen_build_serves_istioctl_every_proxy_of_the_real_istiods(sandbox: Sandbox, archive: Path, tmp_path: Path) -> None:
+    """The krew archive's executable, which is also what the image runs: the Kubernetes client's
+    list and watch, TLS both ways and the merge work when frozen, against the real peers."""
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path, filter="tar")
+    with running_serve(sandbox, plaintext=False, plugin=[str(tmp_path / "kubectl-istio_remote")]) as (address, flags):
+        result = _istioctl(sandbox, address, flags, "proxy-status")
+    assert result.returncode == 0, result.stderr
+    assert listed_proxies(result.stdout) == set(sandbox.proxies), result.stdout
