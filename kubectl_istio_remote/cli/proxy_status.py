@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import logging
 import sys
 from typing import Annotated, Optional
 
@@ -51,6 +52,9 @@ def command(
     elif istioctl is not None and output in (Output.json, Output.yaml) and istioctl.release < ISTIOCTL_STRUCTURED_OUTPUT:
         progress(f"istioctl {istioctl.version} has no -o {output.value} for proxy-status: printing it natively")
         istioctl = None
+    if istioctl is None and not flags.verbose:
+        # The native answer names each failed replica itself; local mode's in-process aggregator would say it twice.
+        logging.getLogger("kubectl_istio_remote.aggregator").setLevel(logging.ERROR)
     with signals_interrupt():
         warn_about_leftovers(settings.external, settings.istio_namespace)
         with open_session(settings, flags.mode.value, istioctl=istioctl) as address:

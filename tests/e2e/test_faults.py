@@ -121,6 +121,7 @@ def test_a_replica_answering_garbage_is_named_and_the_others_answer(sandbox: San
     assert listed_proxies(result.stdout) == set(sandbox.proxies_of(0)) | set(sandbox.proxies_of(2)), result.stdout
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: istiod")]
     assert len(warnings) == 1 and "istiod-1" in warnings[0], result.stderr
+    assert [line for line in result.stderr.splitlines() if "istiod-1" in line] == warnings, "said once"
     assert "Traceback" not in result.stderr
 
 
