@@ -36,8 +36,9 @@ def _script_command(shell: str) -> None:
     def print_script() -> None:
         print(completion.shell_script(click.get_current_context().find_root().command, shell))
 
-    load = "| source" if shell == "fish" else f"# source <(kubectl-istio_remote completion {shell})"
-    print_script.__doc__ = f"Print the {shell} completion script for kubectl-istio_remote (load it with: kubectl-istio_remote completion {shell} {load.lstrip('# ')})."
+    script = f"kubectl-istio_remote completion {shell}"
+    load = f"{script} | source" if shell == "fish" else f"source <({script})"
+    print_script.__doc__ = f"Print the {shell} completion script for kubectl-istio_remote; load it with `{load}`."
     app.command(shell)(print_script)
 
 
