@@ -45,8 +45,9 @@ def connect() -> Sandbox:
 
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[Sandbox]:
-    sandbox_control.up(ISTIODS, PROXIES)
+    """The sandbox for the whole run; stopped afterwards, and also when it fails to come up."""
     try:
+        sandbox_control.up(ISTIODS, PROXIES)
         yield connect()
     finally:
         if not os.environ.get("SANDBOX_KEEP"):

@@ -187,7 +187,11 @@ def context_kubeconfig(context: str) -> Path:
     path = STATE / f"{context}.kubeconfig"
     document = yaml.safe_load(KUBECONFIG.read_text())
     document["current-context"] = context
-    path.write_text(yaml.safe_dump(document))
+    # Replaced, never rewritten in place: a component started a moment ago may be reading it (an
+    # empty read once made kube-controller-manager exit with "no configuration has been provided").
+    partial = path.with_suffix(f".partial-{os.getpid()}")
+    partial.write_text(yaml.safe_dump(document))
+    partial.replace(path)
     return path
 
 

@@ -106,7 +106,11 @@ def stop_all(prefix: str = "") -> list[str]:
 
 
 def wait_until(what: str, ready: Callable[[], bool], timeout: float, *, process: str | None = None) -> None:
-    """Poll `ready` until it holds; fail with the process's log tail when it dies or time runs out."""
+    """Poll `ready` until it holds; fail with the process's log tail when it dies or time runs out.
+
+    A timeout also names every sandbox process that is no longer running, with its log's tail:
+    the component that died (a controller manager, say) is usually why the wait failed.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if ready():
@@ -114,7 +118,10 @@ def wait_until(what: str, ready: Callable[[], bool], timeout: float, *, process:
         if process is not None and not is_running(process):
             raise SandboxError(f"{process} exited while waiting for {what}:\n{tail(process)}")
         time.sleep(0.2)
-    raise SandboxError(f"timed out after {timeout:.0f} s waiting for {what}" + (f":\n{tail(process)}" if process else ""))
+    dead = [path.stem for path in sorted(PIDS.glob("*.pid")) if not is_running(path.stem)]
+    details = [f"{process}:\n{tail(process)}"] if process else []
+    details += [f"{name} is not running:\n{tail(name)}" for name in dead if name != process]
+    raise SandboxError(f"timed out after {timeout:.0f} s waiting for {what}" + "".join(f"\n{detail}" for detail in details))
 
 
 def tail(name: str, lines: int = 25) -> str:
