@@ -11,9 +11,8 @@ Run: `python -m bench.plugin` (brings the sandbox up if it is not running, leave
 from __future__ import annotations
 
 import statistics
-import subprocess
-import time
 
+from bench.timing import run_samples
 from tests.sandbox import sandbox as sandbox_control
 from tests.sandbox.mesh import ISTIO_NAMESPACE, istiod_addresses
 
@@ -22,17 +21,8 @@ CLUSTERS = ["--context", "remote", "--external-context", "external"]
 
 
 def timed(argv: list[str], env: dict[str, str], rounds: int = ROUNDS) -> float:
-    """Median wall time in seconds over `rounds` runs after one warm-up; every run must succeed."""
-    samples = []
-    for round_index in range(rounds + 1):
-        started = time.perf_counter()
-        result = subprocess.run(argv, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
-        elapsed = time.perf_counter() - started
-        if result.returncode != 0:
-            raise SystemExit(f"{' '.join(argv)} failed: {result.stderr.strip()}")
-        if round_index:
-            samples.append(elapsed)
-    return statistics.median(samples)
+    """Median wall time in seconds over `rounds` runs after one warm-up."""
+    return statistics.median(run_samples(argv, env, rounds))
 
 
 def main() -> None:

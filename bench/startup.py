@@ -11,11 +11,9 @@ Run: `python -m bench.startup`.
 from __future__ import annotations
 
 import statistics
-import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from pathlib import Path
 
 ROUNDS = 21
@@ -24,18 +22,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "plugin-manifest"))
 from build_archive import archive_name, host_platform  # noqa: E402 - plugin-manifest is a script directory
 
+from bench.timing import run_samples  # noqa: E402
+
 
 def timed(argv: list[str]) -> tuple[float, float]:
-    """(median, slowest) wall time in seconds over ROUNDS runs after one warm-up; every run must succeed."""
-    samples = []
-    for round_index in range(ROUNDS + 1):
-        started = time.perf_counter()
-        result = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL, check=False)
-        elapsed = time.perf_counter() - started
-        if result.returncode != 0:
-            raise SystemExit(f"{' '.join(argv)} failed: {result.stderr.decode().strip()}")
-        if round_index:
-            samples.append(elapsed)
+    """(median, slowest) wall time in seconds over ROUNDS runs after one warm-up."""
+    samples = run_samples(argv, rounds=ROUNDS)
     return statistics.median(samples), max(samples)
 
 
