@@ -177,6 +177,7 @@ def delete_objects(
     pending = list(refs)
     cause = ""
     pause = FIRST_PAUSE_SECONDS
+    warned = False
     while pending and time.monotonic() < deadline:
         ref = pending[0]
         try:
@@ -198,7 +199,8 @@ def delete_objects(
             continue
         if stop_waiting():
             break
-        if pause == FIRST_PAUSE_SECONDS:
+        if not warned:
+            warned = True
             print(
                 f"warning: the API server of context {cluster.context} ({cluster.api.configuration.host}) does not answer ({cause}): "
                 f"retrying to remove {_names(pending)} for up to {max(0, deadline - time.monotonic()):.0f} s; Ctrl-C stops waiting",
