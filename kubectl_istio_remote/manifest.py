@@ -59,6 +59,11 @@ class Install:
         return {"app.kubernetes.io/name": NAME}
 
     @property
+    def gateway_labels(self) -> dict[str, str]:
+        key, _, value = self.gateway_selector.partition("=")
+        return {key: value}
+
+    @property
     def service_host(self) -> str:
         return f"{NAME}.{self.namespace}.svc"
 
@@ -78,6 +83,19 @@ def objects(install: Install) -> list[dict[str, Any]]:
     return built
 
 
+def to_yaml(install: Install) -> str:
+    """The objects as one YAML stream for `kubectl apply -f -`."""
+    import yaml  # only this command prints YAML: kept off every other command's start-up
+
+    class PlainDumper(yaml.SafeDumper):
+        """Objects share dicts (probes, metadata); operators read and diff the output, so no YAML anchors."""
+
+        def ignore_aliases(self, data: object) -> bool:
+            return True
+
+    return yaml.dump_all(objects(install), Dumper=PlainDumper, sort_keys=False)
+
+
 def serve_args(install: Install) -> list[str]:
     args = [
         "serve",
@@ -92,8 +110,8 @@ def serve_args(install: Install) -> list[str]:
     return args + (["--revision", install.revision] if install.revision else [])
 
 
-def _metadata(install: Install, name: str = NAME) -> dict[str, Any]:
-    return {"name": name, "namespace": install.namespace, "labels": install.labels}
+def _metadata(install: Install) -> dict[str, Any]:
+    return {"name": NAME, "namespace": install.namespace, "labels": install.labels}
 
 
 def _certificate(install: Install) -> dict[str, Any]:
@@ -175,8 +193,7 @@ def _network_policy(install: Install) -> dict[str, Any]:
     """In: only the serving port (from the gateway's pods when exposed through one). Out: istiod, DNS, the API server."""
     source: list[dict[str, Any]] = []
     if install.expose is Expose.gateway:
-        key, _, value = install.gateway_selector.partition("=")
-        source = [{"namespaceSelector": {}, "podSelector": {"matchLabels": {key: value}}}]
+        source = [{"namespaceSelector": {}, "podSelector": {"matchLabels": install.gateway_labels}}]
     dns = [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
     return {
         "apiVersion": "networking.k8s.io/v1",
@@ -197,7 +214,6 @@ def _network_policy(install: Install) -> dict[str, Any]:
 
 def _gateway(install: Install) -> dict[str, Any]:
     """TLS passthrough: the aggregator's own certificate reaches istioctl; the gateway routes on SNI only."""
-    key, _, value = install.gateway_selector.partition("=")
     server = {
         "port": {"number": AGGREGATOR_PORT, "name": "tls-istio-remote", "protocol": "TLS"},
         "tls": {"mode": "PASSTHROUGH"},
@@ -207,7 +223,7 @@ def _gateway(install: Install) -> dict[str, Any]:
         "apiVersion": "networking.istio.io/v1",
         "kind": "Gateway",
         "metadata": _metadata(install),
-        "spec": {"selector": {key: value}, "servers": [server]},
+        "spec": {"selector": install.gateway_labels, "servers": [server]},
     }
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 import typer
-import yaml
 
 from kubectl_istio_remote import IMAGE, __version__
 from kubectl_istio_remote.cli import options
 from kubectl_istio_remote.completion import complete_istio_namespace
 from kubectl_istio_remote.errors import UsageError
-from kubectl_istio_remote.manifest import NAME, Expose, Install, objects
+from kubectl_istio_remote.manifest import NAME, Expose, Install, to_yaml
 
 
 def command(
@@ -48,11 +47,4 @@ def command(
         revision=revision,
         version=__version__,
     )
-    print(yaml.dump_all(objects(install), Dumper=_PlainDumper, sort_keys=False), end="")
-
-
-class _PlainDumper(yaml.SafeDumper):
-    """Objects share dicts (probes, metadata); operators read and diff the output, so no YAML anchors."""
-
-    def ignore_aliases(self, data: object) -> bool:
-        return True
+    print(to_yaml(install), end="")

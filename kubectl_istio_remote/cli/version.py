@@ -36,7 +36,7 @@ def command(
     if output is Output.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"kubectl-istio-remote {__version__}")
+    print(f"kubectl-istio-remote {report['version']}")
     print(f"istioctl: {found.version} ({found.path})" if found else "istioctl: not on PATH (proxy-status prints natively)")
-    print(f"image:    {image}")
-    print(f"python:   {platform.python_version()}")
+    print(f"image:    {report['image']}")
+    print(f"python:   {report['python']}")
