@@ -4,14 +4,15 @@ real kubectl, run by the real Deployment controller and scheduler, and used by t
 from __future__ import annotations
 
 import json
-import socket
 import ssl
 import subprocess
 import time
 from pathlib import Path
 
 from kubectl_istio_remote.aggregator.tls import self_signed_pair
+from kubectl_istio_remote.workload import AGGREGATOR_PORT
 from tests.e2e.conftest import Sandbox
+from tests.sandbox.procs import port_open
 
 NAME = "istio-remote-proxy"
 READY_SECONDS = 90
@@ -42,18 +43,10 @@ def wait_serving(sandbox: Sandbox, replicas: int) -> list[str]:
     deadline = time.monotonic() + READY_SECONDS
     while time.monotonic() < deadline:
         addresses = ready_endpoints(sandbox)
-        if len(addresses) == replicas and all(_accepts(address) for address in addresses):
+        if len(addresses) == replicas and all(port_open(address, AGGREGATOR_PORT) for address in addresses):
             return addresses
         time.sleep(1)
     raise AssertionError(f"{NAME} not serving on {replicas} endpoints within {READY_SECONDS} s: {ready_endpoints(sandbox)}")
-
-
-def _accepts(address: str) -> bool:
-    try:
-        with socket.create_connection((address, 15012), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def test_the_permanent_install_serves_istioctl_every_proxy_with_the_operators_certificate(sandbox: Sandbox, tmp_path: Path) -> None:
@@ -71,13 +64,13 @@ def test_the_permanent_install_serves_istioctl_every_proxy_with_the_operators_ce
         assert rollout.returncode == 0, rollout.stderr
 
         addresses = wait_serving(sandbox, replicas=2)
-        served = ssl.get_server_certificate((addresses[0], 15012), timeout=10)
+        served = ssl.get_server_certificate((addresses[0], AGGREGATOR_PORT), timeout=10)
         assert ssl.PEM_cert_to_DER_cert(served) == ssl.PEM_cert_to_DER_cert(certificate.decode())
 
         for address in addresses:
             status = sandbox.run(
                 "istioctl", "proxy-status", "--context", "remote",
-                extra_env={"ISTIOCTL_XDS_ADDRESS": f"{address}:15012", "ISTIOCTL_ISTIONAMESPACE": sandbox.istio_namespace, "ISTIOCTL_INSECURE": "true"},
+                extra_env={"ISTIOCTL_XDS_ADDRESS": f"{address}:{AGGREGATOR_PORT}", "ISTIOCTL_ISTIONAMESPACE": sandbox.istio_namespace, "ISTIOCTL_INSECURE": "true"},
             )  # fmt: skip
             assert status.returncode == 0, status.stderr
             assert all(proxy in status.stdout for proxy in sandbox.proxies), status.stdout
