@@ -22,10 +22,11 @@ from kubernetes import client
 
 from kubectl_istio_remote.aggregator.client import Connection, check_health
 from kubectl_istio_remote.cleanup import SELECTOR
+from kubectl_istio_remote.workload import identity_objects
 from tests.e2e.conftest import Sandbox
 from tests.e2e.test_plugin import leftovers
 from tests.e2e.test_teardown import shell_session, wait_ready
-from tests.sandbox.clusters import api
+from tests.sandbox.clusters import api, apply
 from tests.sandbox.podrunner import token_kubeconfig
 
 PROBE = "rbac-probe"
@@ -77,16 +78,9 @@ def test_the_aggregator_answers_through_the_port_forward_only(session: OpenSessi
 def _grant(sandbox: Sandbox, rules: list[dict]) -> None:
     """ServiceAccount, Role and RoleBinding `rbac-probe`, and wait until the authorizer applies the Role."""
     namespace = sandbox.istio_namespace
-    metadata = {"name": PROBE, "namespace": namespace}
+    probe = identity_objects({"name": PROBE, "namespace": namespace})  # the aggregator's own objects, other rules
+    apply("external", [probe["ServiceAccount"], {**probe["Role"], "rules": rules}, probe["RoleBinding"]])
     with api("external") as api_client:
-        core, rbac = client.CoreV1Api(api_client), client.RbacAuthorizationV1Api(api_client)
-        core.create_namespaced_service_account(namespace, {"metadata": metadata})
-        rbac.create_namespaced_role(namespace, {"metadata": metadata, "rules": rules})
-        rbac.create_namespaced_role_binding(namespace, {
-            "metadata": metadata,
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": PROBE},
-            "subjects": [{"kind": "ServiceAccount", "name": PROBE, "namespace": namespace}],
-        })
         granted = rules[0]["verbs"][0]
         review = {"spec": {
             "user": f"system:serviceaccount:{namespace}:{PROBE}",
