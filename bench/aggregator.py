@@ -21,7 +21,7 @@ from pathlib import Path
 
 from kubectl_istio_remote.aggregator.client import Connection, ask
 from tests.doubles.istiod import FakeIstiod
-from tests.fake_mesh import syncz
+from tests.doubles.mesh import syncz
 
 ROUNDS = 7
 RELAY = Path(__file__).with_name("passthrough_relay.py")

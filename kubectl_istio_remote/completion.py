@@ -13,7 +13,7 @@ import shlex
 import shutil
 import stat
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import click
@@ -41,10 +41,10 @@ def is_request(args: list[str]) -> bool:
     return args[:1] == [KUBECTL_PROTOCOL_ARGUMENT] or COMPLETE_VAR in os.environ
 
 
-def respond(cli: click.Command, args: list[str]) -> int:
-    """Answer kubectl's protocol, or Click's for the bash/zsh/fish scripts (Typer's own handler speaks another dialect)."""
+def respond(cli: click.Command, args: list[str], write: Callable[[str], None]) -> int:
+    """Answer kubectl's protocol through `write`, or Click's for the bash/zsh/fish scripts (Typer's own handler speaks another dialect)."""
     if args[:1] == [KUBECTL_PROTOCOL_ARGUMENT]:
-        print("\n".join(kubectl_candidates(cli, args[1:])))
+        write("\n".join(kubectl_candidates(cli, args[1:])) + "\n")
         return 0
     return shell_complete(cli, {}, PLUGIN_EXECUTABLE, COMPLETE_VAR, os.environ[COMPLETE_VAR])
 
@@ -67,7 +67,10 @@ def kubectl_candidates(cli: click.Command, words: list[str]) -> list[str]:
 
 def shell_script(cli: click.Command, shell: str) -> str:
     """The completion script for typing `kubectl-istio_remote` directly (pipx installs)."""
-    return get_completion_class(shell)(cli, {}, PLUGIN_EXECUTABLE, COMPLETE_VAR).source()
+    completer = get_completion_class(shell)
+    if completer is None:
+        raise UserError(f"no completion for shell {shell!r}", f"choose one of: {', '.join(SHELLS)}")
+    return completer(cli, {}, PLUGIN_EXECUTABLE, COMPLETE_VAR).source()
 
 
 def plugin_command(argv0: str) -> list[str]:
@@ -84,7 +87,7 @@ def install_helper(directory: Path, command: list[str]) -> Path:
         helper.write_text(
             "#!/bin/sh\n"
             "# Written by `kubectl istio-remote completion install`: kubectl runs it to complete `kubectl istio-remote`.\n"
-            f"exec {shlex.join(command)} {KUBECTL_PROTOCOL_ARGUMENT} \"$@\"\n"
+            f'exec {shlex.join(command)} {KUBECTL_PROTOCOL_ARGUMENT} "$@"\n'
         )
         helper.chmod(helper.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     except OSError as error:
@@ -136,12 +139,12 @@ def complete_istio_namespace(ctx: click.Context, param: click.Parameter, incompl
 def _namespaces(ctx: click.Context, context: str | None, incomplete: str) -> list[CompletionItem]:
     """The cluster's namespaces, or none when it cannot be asked quickly: a Tab press must never print a traceback."""
     try:
-        from kubernetes import client
+        from kubectl_istio_remote.kube.cluster import Cluster, api_client
+        from kubectl_istio_remote.kube.kinds import NAMESPACE
+        from kubectl_istio_remote.kube.records import Meta, items
 
-        from kubectl_istio_remote.kube import api_client
-
-        api = client.CoreV1Api(api_client(ctx.params.get("kubeconfig"), context))
-        listed = api.list_namespace(_request_timeout=NAMESPACE_LIST_SECONDS)
+        cluster = Cluster(context or "", ctx.params.get("kubeconfig"), api_client(ctx.params.get("kubeconfig"), context))
+        listed = cluster.list_objects(NAMESPACE, timeout=NAMESPACE_LIST_SECONDS)
     except Exception:  # noqa: BLE001 - see the docstring
         return []
-    return _matching((item.metadata.name for item in listed.items), incomplete)
+    return _matching((Meta.of(item).name for item in items(listed)), incomplete)

@@ -28,3 +28,9 @@ class DeadlineError(UserError):
     """--timeout ran out before the session was ready."""
 
     exit_status = ExitStatus.TIMEOUT
+
+
+class ForbiddenError(UserError):
+    """Missing RBAC rights, named."""
+
+    exit_status = ExitStatus.FORBIDDEN

@@ -51,9 +51,7 @@ def find(explicit: str | None) -> Istioctl | None:
 def read_version(path: str) -> str:
     """The client version, without contacting any cluster."""
     try:
-        result = subprocess.run(
-            [path, "version", "--remote=false", "-o", "json"], capture_output=True, text=True, timeout=VERSION_SECONDS
-        )
+        result = subprocess.run([path, "version", "--remote=false", "-o", "json"], capture_output=True, text=True, timeout=VERSION_SECONDS)
         return json.loads(result.stdout)["clientVersion"]["version"]
     except (OSError, subprocess.TimeoutExpired) as error:
         raise UserError(f"cannot run {path}: {error}", "check --istioctl, or use --native") from None

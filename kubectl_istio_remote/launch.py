@@ -6,10 +6,11 @@ their own handlers (`signals.signals_interrupt`) before they create anything.
 """
 
 import signal
+import sys
 
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     from kubectl_istio_remote.cli import main as cli_main
 
-    cli_main()
+    sys.exit(cli_main())

@@ -12,9 +12,9 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from kubectl_istio_remote.istio import ISTIOD_PORT
 from kubectl_istio_remote.workload import (
     AGGREGATOR_PORT,
-    ISTIOD_PORT,
     NOT_MESHED,
     POD_SECURITY_CONTEXT,
     RUN_AS_USER,

@@ -7,27 +7,26 @@ import asyncio
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
 
 from kubectl_istio_remote.errors import UnavailableError
-from kubectl_istio_remote.kube import Cluster, explain
+from kubectl_istio_remote.istio import CONTROL_PLANE_ID
+from kubectl_istio_remote.kube.cluster import Cluster
+from kubectl_istio_remote.kube.kinds import SERVICE_ACCOUNT
+from kubectl_istio_remote.permissions import TOKEN_SERVICE_ACCOUNT
 from kubectl_istio_remote.render import ProxyStatus, proxy_statuses
 
 SYNCZ = "istio.io/debug/syncz"
-#: istioctl asks for a token of this service account in the istio namespace; istiod lets it see every proxy.
-TOKEN_SERVICE_ACCOUNT = "default"
 TOKEN_AUDIENCE = "istio-ca"
 TOKEN_SECONDS = 3600
 
 
 def istioctl_token(mesh: Cluster, istio_namespace: str) -> str:
     """A TokenRequest token exactly like istioctl's, from the mesh cluster (istiod reviews it there)."""
-    from kubernetes import client
-
-    request = client.AuthenticationV1TokenRequest(
-        spec=client.V1TokenRequestSpec(audiences=[TOKEN_AUDIENCE], expiration_seconds=TOKEN_SECONDS)
-    )
-    try:
-        return mesh.core.create_namespaced_service_account_token(TOKEN_SERVICE_ACCOUNT, istio_namespace, request).status.token
-    except Exception as error:  # noqa: BLE001 - explained with verb and resource
-        raise explain(error, mesh, "create", "serviceaccounts/token", istio_namespace) from None
+    request = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {"audiences": [TOKEN_AUDIENCE], "expirationSeconds": TOKEN_SECONDS},
+    }
+    answer = mesh.create(SERVICE_ACCOUNT, istio_namespace, request, name=TOKEN_SERVICE_ACCOUNT, subresource="token")
+    return str((answer.get("status") or {}).get("token", ""))
 
 
 def syncz_request(istio_namespace: str, proxy: str | None) -> DiscoveryRequest:
@@ -55,5 +54,5 @@ def fetch(address: str, token: str, istio_namespace: str, proxy: str | None, tim
         replies = asyncio.run(ask(Connection(address, token=token), [syncz_request(istio_namespace, proxy)], timeout))
     except grpc.aio.AioRpcError as error:
         raise UnavailableError(f"istiod answered {error.code().name}: {error.details()}") from None
-    statuses = proxy_statuses(replies.responses[0], replies.sources, fallback_istiod="<external>")
+    statuses = proxy_statuses(replies.responses[0], replies.sources, fallback_istiod=CONTROL_PLANE_ID)
     return statuses, replies.failed

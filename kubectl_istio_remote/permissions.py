@@ -5,22 +5,38 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kubernetes import client
-
-from kubectl_istio_remote.kube import Cluster, ForbiddenError, explain
+from kubectl_istio_remote.errors import ForbiddenError
+from kubectl_istio_remote.kube.cluster import Cluster
+from kubectl_istio_remote.kube.kinds import (
+    MUTATING_WEBHOOK_CONFIGURATION,
+    POD,
+    ROLE,
+    ROLE_BINDING,
+    SELF_SUBJECT_ACCESS_REVIEW,
+    SERVICE_ACCOUNT,
+    Kind,
+)
+from kubectl_istio_remote.session.settings import Mode
 
 if TYPE_CHECKING:
     from kubectl_istio_remote.istioctl import Istioctl
+
+#: istioctl asks for a token of this service account in the istio namespace; istiod lets it see every proxy.
+TOKEN_SERVICE_ACCOUNT = "default"
 
 
 @dataclass(frozen=True)
 class Need:
     cluster: Cluster
     verb: str
-    resource: str
+    kind: Kind
     namespace: str
-    group: str = ""
+    subresource: str = ""
     name: str = ""
+
+    @property
+    def resource(self) -> str:
+        return f"{self.kind.plural}/{self.subresource}" if self.subresource else self.kind.plural
 
     @property
     def description(self) -> str:
@@ -29,46 +45,36 @@ class Need:
         return f"{self.verb} {self.resource}{named} {where} ({self.cluster.context})"
 
 
-def needs(mode: str, mesh: Cluster, external: Cluster, istio_namespace: str, *, istioctl: Istioctl | None = None) -> list[Need]:
+def needs(mode: Mode, mesh: Cluster, external: Cluster, istio_namespace: str, *, istioctl: Istioctl | None = None) -> list[Need]:
     """Pod mode creates four objects and tunnels to the pod; local mode tunnels to each istiod. Both read istiod pods.
 
     `istioctl`, the one that will run (None: native output): 1.28+ also watches MutatingWebhookConfigurations
     of the mesh cluster to find the default revision.
     """
     ns = istio_namespace
-    common = [Need(external, verb, "pods", ns) for verb in ("get", "list", "watch")]
+    common = [Need(external, verb, POD, ns) for verb in ("get", "list", "watch")]
     # kubectl's port-forward is authorized as `create`, the websocket one of the kubernetes client we use as `get`.
-    common += [Need(external, verb, "pods/portforward", ns) for verb in ("get", "create")]
-    common += [Need(mesh, "create", "serviceaccounts/token", ns, name="default")]
+    common += [Need(external, verb, POD, ns, "portforward") for verb in ("get", "create")]
+    common += [Need(mesh, "create", SERVICE_ACCOUNT, ns, "token", name=TOKEN_SERVICE_ACCOUNT)]
     if istioctl is not None and istioctl.watches_webhooks:
-        common += [Need(mesh, verb, "mutatingwebhookconfigurations", "", "admissionregistration.k8s.io") for verb in ("list", "watch")]
-    if mode == "local":
+        common += [Need(mesh, verb, MUTATING_WEBHOOK_CONFIGURATION, "") for verb in ("list", "watch")]
+    if mode is Mode.local:
         return common
-    pod_mode = [Need(external, verb, "pods", ns) for verb in ("create", "delete")]
-    pod_mode += [Need(external, verb, "serviceaccounts", ns) for verb in ("create", "patch", "delete")]
-    for resource in ("roles", "rolebindings"):
-        pod_mode += [Need(external, verb, resource, ns, "rbac.authorization.k8s.io") for verb in ("create", "patch", "delete")]
+    pod_mode = [Need(external, verb, POD, ns) for verb in ("create", "delete")]
+    pod_mode += [Need(external, verb, kind, ns) for kind in (SERVICE_ACCOUNT, ROLE, ROLE_BINDING) for verb in ("create", "patch", "delete")]
     return common + pod_mode
 
 
+def review_body(need: Need) -> dict[str, object]:
+    """The SelfSubjectAccessReview that asks for `need`."""
+    attributes = {"namespace": need.namespace, "verb": need.verb, "group": need.kind.group, "resource": need.kind.plural}
+    attributes.update({key: value for key, value in (("subresource", need.subresource), ("name", need.name)) if value})
+    return {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": {"resourceAttributes": attributes}}
+
+
 def allowed(need: Need) -> bool:
-    resource, _, subresource = need.resource.partition("/")
-    review = client.V1SelfSubjectAccessReview(
-        spec=client.V1SelfSubjectAccessReviewSpec(
-            resource_attributes=client.V1ResourceAttributes(
-                namespace=need.namespace,
-                verb=need.verb,
-                group=need.group,
-                resource=resource,
-                subresource=subresource or None,
-                name=need.name or None,
-            )
-        )
-    )
-    try:
-        return bool(need.cluster.authorization.create_self_subject_access_review(review).status.allowed)
-    except Exception as error:  # noqa: BLE001 - explained with the context and verb
-        raise explain(error, need.cluster, "create", "selfsubjectaccessreviews") from None
+    review = need.cluster.create(SELF_SUBJECT_ACCESS_REVIEW, "", review_body(need))
+    return bool((review.get("status") or {}).get("allowed"))
 
 
 def require(required: list[Need]) -> None:

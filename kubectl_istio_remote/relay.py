@@ -116,3 +116,10 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         pass
     finally:
         writer.close()
+
+
+def free_port() -> int:
+    """A free port on 127.0.0.1 for a listener that must be known before it starts (a tunnel's local end)."""
+    import portpicker
+
+    return int(portpicker.pick_unused_port())

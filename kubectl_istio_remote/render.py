@@ -7,9 +7,11 @@ connected to, read from the aggregator's `x-istio-remote-sources` trailer.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryResponse
 from envoy.service.status.v3 import csds_pb2
@@ -68,8 +70,7 @@ def proxy_statuses(response: DiscoveryResponse, sources: Sequence[tuple[str, int
         config = csds_pb2.ClientConfig()
         if not resource.Unpack(config):
             continue
-        metadata = config.node.metadata.fields
-        text = lambda key: metadata[key].string_value if key in metadata else ""  # noqa: E731
+        text = functools.partial(_metadata_text, config.node.metadata.fields)
         status = ProxyStatus(
             name=config.node.id,
             namespace=text("NAMESPACE"),
@@ -88,6 +89,10 @@ def proxy_statuses(response: DiscoveryResponse, sources: Sequence[tuple[str, int
                 status.xds[LEGACY_CONFIG_TYPES[which]] = XdsStatus(csds_pb2.ConfigStatus.Name(legacy.status))
         statuses.append(status)
     return sorted(statuses, key=lambda status: status.name)
+
+
+def _metadata_text(fields: Any, key: str) -> str:
+    return str(fields[key].string_value) if key in fields else ""
 
 
 def status_text(xds: XdsStatus | None, now: datetime.datetime) -> str:
@@ -156,9 +161,10 @@ def tabulate(lines: Iterable[Sequence[str]]) -> str:
     """Go's tabwriter as istioctl configures it: columns padded by 5 spaces, the last one not padded."""
     lines = [list(line) for line in lines]
     widths = [max(len(line[column]) for line in lines) for column in range(len(lines[0]) - 1)]
-    return "\n".join(
-        "".join(cell.ljust(width + TAB_PADDING) for cell, width in zip(line, widths)) + line[-1] for line in lines
-    ) + "\n"
+    return (
+        "\n".join("".join(cell.ljust(width + TAB_PADDING) for cell, width in zip(line, widths, strict=False)) + line[-1] for line in lines)
+        + "\n"
+    )
 
 
 def as_document(statuses: Sequence[ProxyStatus], failed: Sequence[str]) -> dict:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 #: The signals that end a command: Ctrl-C, kill, and a closed terminal.
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
+
 class Interrupted(BaseException):
     """A signal asked us to stop; BaseException so that every `finally` (teardown) still runs."""
 

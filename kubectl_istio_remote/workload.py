@@ -6,11 +6,14 @@ Both run `kubectl-istio_remote serve --discover` as a non-root numeric UID that 
 
 from __future__ import annotations
 
+import datetime
+from dataclasses import dataclass
 from typing import Any
 
-AGGREGATOR_PORT = 15012
-#: istiod's token-authenticated XDS port (secureGRPCAddr).
-ISTIOD_PORT = 15012
+from kubectl_istio_remote.istio import ISTIOD_PORT
+from kubectl_istio_remote.kube.labels import EXPIRES_ANNOTATION, EXPIRES_FORMAT, MANAGED_BY, SESSION_LABEL, USER_LABEL, label_value
+
+AGGREGATOR_PORT = ISTIOD_PORT
 #: The image's non-root user (distroless "nonroot"); numeric so runAsNonRoot can be checked by the kubelet.
 RUN_AS_USER = 65532
 #: `serve --discover` lists and watches istiod pods; nothing else.
@@ -64,3 +67,56 @@ def identity_objects(metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
         },
     }
+
+
+@dataclass(frozen=True)
+class SessionPod:
+    """Pod mode's aggregator: one session's pod, its identity, and how long it may live."""
+
+    namespace: str
+    session_id: str
+    user: str
+    ttl_seconds: int
+    image: str
+    pull_policy: str
+    pull_secrets: tuple[str, ...]
+    args: list[str]
+
+    @property
+    def name(self) -> str:
+        return f"istio-remote-{self.session_id}"
+
+
+def session_pod_objects(pod: SessionPod, now: datetime.datetime | None = None) -> dict[str, dict[str, Any]]:
+    """The four objects of pod mode by kind, as API dicts. Pure, so the security settings are tested directly."""
+    expires = (now or datetime.datetime.now(datetime.timezone.utc)) + datetime.timedelta(seconds=pod.ttl_seconds)
+    metadata: dict[str, Any] = {
+        "name": pod.name,
+        "namespace": pod.namespace,
+        "labels": {**MANAGED_BY, SESSION_LABEL: pod.session_id, USER_LABEL: label_value(pod.user)},
+        "annotations": {EXPIRES_ANNOTATION: expires.strftime(EXPIRES_FORMAT)},
+    }
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {**metadata, "annotations": {**metadata["annotations"], **NOT_MESHED}},
+        "spec": {
+            "serviceAccountName": pod.name,
+            "restartPolicy": "Never",
+            "activeDeadlineSeconds": pod.ttl_seconds,
+            "terminationGracePeriodSeconds": 5,
+            "enableServiceLinks": False,
+            "imagePullSecrets": [{"name": secret} for secret in pod.pull_secrets],
+            "securityContext": POD_SECURITY_CONTEXT,
+            "containers": [aggregator_container(pod.image, pod.pull_policy, pod.args)],
+        },
+    }
+    return {**identity_objects(metadata), "Pod": body}
+
+
+def session_serve_args(istiod_timeout: float, revision: str, verbose: bool) -> list[str]:
+    """`serve` as the session pod runs it: on the pod's own loopback, reachable by port-forward only."""
+    args = ["serve", "--discover", "--listen", f"127.0.0.1:{AGGREGATOR_PORT}", "--istiod-timeout", str(istiod_timeout)]
+    if revision:
+        args += ["--revision", revision]
+    return args + (["--verbose"] if verbose else [])

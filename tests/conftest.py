@@ -11,7 +11,7 @@ import pytest
 
 from kubectl_istio_remote.aggregator.server import Settings
 from tests.doubles.istiod import FakeIstiod
-from tests.fake_mesh import Mesh, free_dead_address
+from tests.doubles.mesh import Mesh, free_dead_address
 
 
 @pytest.fixture

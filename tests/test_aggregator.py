@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kubectl_istio_remote.aggregator.tls import self_signed_pair
 from tests.doubles.istiod import CONFIG_DUMP, DEBUG, NOT_CONNECTED, SYNCZ
-from tests.fake_mesh import AUTHORITY, NAMESPACE, TOKEN, config_dump, proxy_ids, replicas, syncz
+from tests.doubles.mesh import AUTHORITY, NAMESPACE, TOKEN, config_dump, proxy_ids, replicas, syncz
 
 
 async def test_syncz_lists_every_proxy_of_every_replica(mesh_factory) -> None:

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from kubectl_istio_remote.aggregator.client import Connection, ask
 from kubectl_istio_remote.aggregator.upstream import ADS_METHOD
 from tests.doubles.istiod import CONFIG_DUMP, DEBUG, SYNCZ, XDS_TYPES, FakeIstiod
-from tests.fake_mesh import TOKEN, Mesh, config_dump, proxy_ids, replicas, syncz
+from tests.doubles.mesh import TOKEN, Mesh, config_dump, proxy_ids, replicas, syncz
 
 #: --max-message-bytes in these tests: small, so messages over it are cheap to make.
 LIMIT = 1 << 20

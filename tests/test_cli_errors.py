@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-PLUGIN = [sys.executable, "-m", "kubectl_istio_remote"]
+from kubectl_istio_remote.status import ExitStatus
+from tests.cli_runner import run_cli
 
 KUBECONFIG = """apiVersion: v1
 kind: Config
@@ -29,45 +30,62 @@ current-context: down
 
 
 @pytest.fixture
-def kubeconfig(tmp_path: Path) -> str:
+def kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A kubeconfig whose only API server does not listen, and a PATH without istioctl."""
     path = tmp_path / "config"
     path.write_text(KUBECONFIG)
+    monkeypatch.setenv("PATH", os.defpath)
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("ISTIOCTL_ISTIONAMESPACE", raising=False)
     return str(path)
-
-
-def plugin(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*PLUGIN, *args], capture_output=True, text=True, timeout=60, env={**os.environ, "PATH": os.defpath})
 
 
 @pytest.mark.parametrize("command", ["proxy-status", "shell", "cleanup", "doctor"])
 def test_unknown_context_names_the_choices(kubeconfig: str, command: str) -> None:
-    result = plugin(command, "--kubeconfig", kubeconfig, "--context", "prod")
-    assert result.returncode == 2
+    result = run_cli(command, "--kubeconfig", kubeconfig, "--context", "prod")
+    assert result.exit_code == ExitStatus.USAGE
     assert result.stderr.strip() == "error: unknown context 'prod' (--context); choose one of: down"
 
 
 @pytest.mark.parametrize("mode", ["pod", "local"])
 def test_unreachable_api_server_is_named_with_its_address(kubeconfig: str, mode: str) -> None:
-    result = plugin("proxy-status", "--kubeconfig", kubeconfig, "-i", "istio-system", "--mode", mode, "--native")
-    assert result.returncode == 3
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: cannot reach the API server of context down (https://127.0.0.1:9)")
-    assert "Retrying" not in result.stderr
+    result = run_cli("proxy-status", "--kubeconfig", kubeconfig, "-i", "istio-system", "--mode", mode, "--native")
+    assert result.exit_code == ExitStatus.UNAVAILABLE
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: cannot reach the API server of context down (https://127.0.0.1:9)"), lines[0]
+    assert lines[0].endswith("; check the network, VPN or --context")
 
 
 def test_missing_istioctl_when_asked_for(kubeconfig: str) -> None:
-    result = plugin("proxy-status", "--kubeconfig", kubeconfig, "--istioctl", "/nonexistent/istioctl")
-    assert result.returncode == 1
-    assert "istioctl not found: /nonexistent/istioctl; check --istioctl, or use --native" in result.stderr
+    result = run_cli("proxy-status", "--kubeconfig", kubeconfig, "--istioctl", "/nonexistent/istioctl")
+    assert result.exit_code == ExitStatus.ERROR
+    assert result.stderr.strip() == "error: istioctl not found: /nonexistent/istioctl; check --istioctl, or use --native"
 
 
-def test_usage_names_the_plugin_as_kubectl_runs_it(tmp_path: Path) -> None:
-    link = tmp_path / "kubectl-istio_remote"
-    link.write_text(f"#!{sys.executable}\nfrom kubectl_istio_remote.cli import main\nmain()\n")
-    link.chmod(0o755)
-    result = subprocess.run([str(link), "--help"], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0
+def test_an_unknown_flag_is_a_usage_error_naming_it(kubeconfig: str) -> None:
+    result = run_cli("proxy-status", "--no-such-flag")
+    assert result.exit_code == ExitStatus.USAGE
+    assert "No such option '--no-such-flag'" in result.stderr
+    assert result.stdout == ""
+
+
+def test_usage_names_the_plugin_as_kubectl_runs_it() -> None:
+    result = run_cli("--help")
+    assert result.exit_code == ExitStatus.SUCCESS
     assert result.stdout.startswith("Usage: kubectl istio-remote [OPTIONS] COMMAND")
+
+
+def test_every_command_lists_its_session_flags_in_its_help() -> None:
+    """The flags are part of each command's own signature, so --help shows them."""
+    for command, flags in {
+        "proxy-status": ["--context", "--external-context", "--mode", "--image", "--pull-policy", "--ttl"],
+        "shell": ["--context", "--external-context", "--mode", "--image", "--pull-policy", "--shell"],
+        "doctor": ["--context", "--external-context", "--mode", "--istioctl"],
+        "cleanup": ["--context", "--external-context", "--session", "--dry-run"],
+    }.items():
+        text = run_cli(command, "--help").stdout
+        assert all(flag in text for flag in flags), (command, text)
 
 
 def test_child_gets_our_sigterm_and_its_exit_status_is_ours() -> None:

@@ -26,13 +26,13 @@ from kubectl_istio_remote import __version__
 from kubectl_istio_remote.aggregator.client import Connection, ask
 from kubectl_istio_remote.workload import RUN_AS_USER
 from tests.doubles.istiod import FakeIstiod
-from tests.fake_mesh import proxy_ids, syncz
+from tests.doubles.mesh import proxy_ids, syncz
 from tests.sandbox import build
 from tests.test_serve_command import start_serve
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugin-manifest"))
-from build_archive import archive_name, host_platform, sha256  # noqa: E402 - plugin-manifest is a script directory
+from build_archive import sha256  # noqa: E402 - plugin-manifest is a script directory
 
 KUBECONFIG = """apiVersion: v1
 kind: Config
@@ -85,8 +85,16 @@ def krew_install(archive: Path, env: dict[str, str], tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_the_archive_is_named_for_this_platform(archive: Path) -> None:
-    assert archive.name == archive_name(*host_platform())
+def test_the_archive_is_the_one_krew_yaml_names_for_this_platform(archive: Path) -> None:
+    """krew downloads the uri of the platform whose selector matches the machine: the built archive must be that file."""
+    import platform as machine
+
+    this_os = {"linux": "linux", "darwin": "darwin"}[sys.platform]
+    this_arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}[machine.machine().lower()]
+    platforms = yaml.safe_load((ROOT / "krew.yaml").read_text())["spec"]["platforms"]
+    matching = [p["uri"] for p in platforms if p["selector"]["matchLabels"] == {"os": this_os, "arch": this_arch}]
+    assert len(matching) == 1, platforms
+    assert matching[0].rsplit("/", 1)[-1] == archive.name
 
 
 def test_krew_yaml_keeps_the_index_conventions() -> None:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import yaml
 
-PLUGIN = [sys.executable, "-m", "kubectl_istio_remote"]
+from kubectl_istio_remote.status import ExitStatus
+from tests.cli_runner import run_cli
 
 
 def manifest(*args: str) -> dict[str, dict]:
-    result = subprocess.run([*PLUGIN, "manifest", *args], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
+    result = run_cli("manifest", *args)
+    assert result.exit_code == ExitStatus.SUCCESS, result.stderr
     assert "&id" not in result.stdout, "plain YAML an operator can read and diff, without anchors"
     return {document["kind"]: document for document in yaml.safe_load_all(result.stdout)}
 
@@ -69,7 +67,7 @@ def test_cert_manager_issues_the_secret_the_deployment_mounts() -> None:
 
 
 def test_gateway_without_host_is_a_usage_error() -> None:
-    result = subprocess.run([*PLUGIN, "manifest", "--expose", "gateway"], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2
+    result = run_cli("manifest", "--expose", "gateway")
+    assert result.exit_code == ExitStatus.USAGE
     assert result.stdout == ""
     assert "--host" in result.stderr and len(result.stderr.strip().splitlines()) == 1

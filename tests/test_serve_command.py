@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 
@@ -13,8 +11,10 @@ import grpc
 import pytest
 
 from kubectl_istio_remote.aggregator.client import Connection, ask
+from kubectl_istio_remote.status import ExitStatus
+from tests.cli_runner import run_cli
 from tests.doubles.istiod import FakeIstiod
-from tests.fake_mesh import proxy_ids, syncz
+from tests.doubles.mesh import proxy_ids, syncz
 
 SERVE = [sys.executable, "-m", "kubectl_istio_remote", "serve"]
 
@@ -80,8 +80,8 @@ async def test_tls_is_the_default_towards_clients(istiods) -> None:
     ],
 )
 def test_bad_flags_give_one_line_and_usage_exit_code(args: list[str], message: str) -> None:
-    result = subprocess.run([*SERVE, *args], capture_output=True, text=True, timeout=30, env={**os.environ, "COLUMNS": "200"})
-    assert result.returncode == 2
+    result = run_cli("serve", *args)
+    assert result.exit_code == ExitStatus.USAGE
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert result.stdout == ""

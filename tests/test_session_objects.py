@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from unittest import mock
+import datetime
+from typing import Any
 
-from kubectl_istio_remote.session import SessionSettings, aggregator_args, proxy_pod_objects
+from kubectl_istio_remote.workload import SessionPod, session_pod_objects, session_serve_args
 
 
-def objects(**overrides) -> dict:
-    settings = SessionSettings(mesh=mock.Mock(), external=mock.Mock(), istio_namespace="external-istiod", **overrides)
-    return proxy_pod_objects(settings, "a1b2c3d4", "alice@example.com", aggregator_args(settings))
+def objects(ttl_seconds: int = 900, revision: str = "") -> dict[str, dict[str, Any]]:
+    pod = SessionPod(
+        namespace="external-istiod",
+        session_id="a1b2c3d4",
+        user="alice@example.com",
+        ttl_seconds=ttl_seconds,
+        image="ghcr.io/kubectl-istio-remote/proxy:0.1.0",
+        pull_policy="IfNotPresent",
+        pull_secrets=(),
+        args=session_serve_args(10.0, revision, verbose=False),
+    )
+    return session_pod_objects(pod, now=datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.timezone.utc))
 
 
 def test_pod_passes_pod_security_restricted() -> None:
@@ -42,7 +52,7 @@ def test_every_object_is_labelled_with_session_user_and_expiry() -> None:
         assert labels["app.kubernetes.io/managed-by"] == "kubectl-istio-remote", kind
         assert labels["kubectl-istio-remote/session"] == "a1b2c3d4"
         assert labels["kubectl-istio-remote/user"] == "alice-example.com"
-        assert body["metadata"]["annotations"]["kubectl-istio-remote/expires-at"].endswith("Z")
+        assert body["metadata"]["annotations"]["kubectl-istio-remote/expires-at"] == "2026-12-01T12:15:00Z"
 
 
 def test_role_grants_reading_pods_and_nothing_more() -> None:

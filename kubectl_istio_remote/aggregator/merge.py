@@ -16,7 +16,6 @@ from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest, Discovery
 
 DEBUG_TYPE = "istio.io/debug"
 PROXY_NOT_CONNECTED = b"Proxy not connected to this Pilot instance"
-DEFAULT_CONTROL_PLANE_ID = "<external>"
 
 
 class Route(enum.Enum):

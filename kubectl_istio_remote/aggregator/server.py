@@ -19,8 +19,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from kubectl_istio_remote.aggregator.discovery import TargetSource
-from kubectl_istio_remote.aggregator.merge import DEFAULT_CONTROL_PLANE_ID, Answer, in_merge_order, merge
+from kubectl_istio_remote.aggregator.merge import Answer, in_merge_order, merge
 from kubectl_istio_remote.aggregator.upstream import IstiodPool, UpstreamFailure
+from kubectl_istio_remote.console import Console
+from kubectl_istio_remote.istio import CONTROL_PLANE_ID, ISTIOD_TIMEOUT_SECONDS
 from kubectl_istio_remote.relay import Dialer, client_tls_context
 
 log = logging.getLogger(__name__)
@@ -44,9 +46,9 @@ class Settings:
     serving_pair: tuple[bytes, bytes] | None = None
     istiod_ca_file: str | None = None
     istiod_plaintext: bool = False
-    istiod_timeout: float = 10.0
+    istiod_timeout: float = ISTIOD_TIMEOUT_SECONDS
     require_all: bool = False
-    control_plane_id: str = DEFAULT_CONTROL_PLANE_ID
+    control_plane_id: str = CONTROL_PLANE_ID
     max_message_bytes: int = 512 * 1024 * 1024
 
     @property
@@ -83,9 +85,7 @@ class FanOut:
         self._source = source
         self._settings = settings
 
-    async def answer(
-        self, request: DiscoveryRequest, metadata: Sequence[tuple[str, str]]
-    ) -> Merged:
+    async def answer(self, request: DiscoveryRequest, metadata: Sequence[tuple[str, str]]) -> Merged:
         links = self._pool.links()
         if not links:
             raise AggregationError(grpc.StatusCode.UNAVAILABLE, f"no istiod found: no {self._source.description}")
@@ -94,7 +94,7 @@ class FanOut:
         )
         answers: list[Answer] = []
         failures: list[UpstreamFailure] = []
-        for link, result in zip(links, results):
+        for link, result in zip(links, results, strict=True):
             if isinstance(result, Answer):
                 answers.append(result)
             elif isinstance(result, UpstreamFailure):
@@ -129,9 +129,7 @@ class FanOut:
         return Merged(raw, failures, sources)
 
 
-def trailing_metadata(
-    failures: Sequence[UpstreamFailure], sources: Sequence[tuple[str, int]] = ()
-) -> tuple[tuple[str, str], ...]:
+def trailing_metadata(failures: Sequence[UpstreamFailure], sources: Sequence[tuple[str, int]] = ()) -> tuple[tuple[str, str], ...]:
     """One `x-istio-remote-failed` entry per failed replica and one source entry per answering one."""
     failed = [(FAILED_METADATA_KEY, _printable(str(failure))) for failure in failures]
     return tuple(failed + [(SOURCES_METADATA_KEY, _printable(f"{name}={count}")) for name, count in sources])
@@ -235,8 +233,8 @@ class Aggregator:
 SHUTDOWN_GRACE_SECONDS = 5.0
 
 
-async def serve_until_signalled(aggregator: Aggregator) -> None:
-    """Run until SIGTERM or SIGINT, then finish in-flight requests within the grace period."""
+async def serve_until_signalled(aggregator: Aggregator, console: Console) -> None:
+    """Run until SIGTERM or SIGINT, then finish in-flight requests within the grace period; stdout carries one line."""
     import signal
 
     stop = asyncio.Event()
@@ -244,7 +242,7 @@ async def serve_until_signalled(aggregator: Aggregator) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     address = await aggregator.start()
-    print(f"listening on {address}", flush=True)
+    console.data(f"listening on {address}\n")
     await stop.wait()
     log.info("shutting down")
     await aggregator.stop(SHUTDOWN_GRACE_SECONDS)

@@ -24,12 +24,6 @@ log = logging.getLogger(__name__)
 ADS_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 
 
-def istiod_authority(namespace: str, revision: str = "") -> str:
-    """The DNS name in istiod's serving certificate, as istioctl expects it."""
-    service = f"istiod-{revision}" if revision and revision != "default" else "istiod"
-    return f"{service}.{namespace}.svc"
-
-
 class UpstreamFailure(Exception):
     """One replica did not give a usable answer; the message names the reason, never the token."""
 

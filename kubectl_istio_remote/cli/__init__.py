@@ -1,7 +1,8 @@
 """Command registry and the one place that turns exceptions into exit codes.
 
 Command modules stay thin and import their heavy dependencies (grpc, kubernetes) inside the
-command function, so `--help` starts fast.
+command function, so `--help` starts fast. `main` returns the exit status instead of exiting, so
+tests run the CLI in-process with a console of their own.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import click
 import typer
 
 from kubectl_istio_remote import completion as completion_protocol
-from kubectl_istio_remote.cli import cleanup, completion, doctor, manifest, options, proxy_status, serve, shell, version
+from kubectl_istio_remote.cli import cleanup, completion, doctor, manifest, proxy_status, serve, shell, version
+from kubectl_istio_remote.cli.invocation import Invocation, split_passthrough
+from kubectl_istio_remote.console import Console
 from kubectl_istio_remote.errors import UserError
 from kubectl_istio_remote.signals import Interrupted
 from kubectl_istio_remote.status import ExitStatus
@@ -49,24 +52,30 @@ def prog_name(argv0: str) -> str:
     return "kubectl istio-remote" if base.startswith("kubectl-") else base
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, console: Console | None = None, argv0: str | None = None) -> int:
+    """Run one command and return its exit status; every error a user can act on is one line on stderr."""
+    console = console or Console()
     args = sys.argv[1:] if argv is None else argv
     if completion_protocol.is_request(args):
-        sys.exit(completion_protocol.respond(typer.main.get_command(build_app()), args))
-    args = options.split_passthrough(args)
+        return completion_protocol.respond(typer.main.get_command(build_app()), args, console.data)
+    ours, passthrough = split_passthrough(args)
+    with console.attached():
+        return _run(ours, passthrough, console, prog_name(argv0 or sys.argv[0]))
+
+
+def _run(args: list[str], passthrough: list[str], console: Console, prog: str) -> int:
     try:
-        result = build_app()(args=args, prog_name=prog_name(sys.argv[0]), standalone_mode=False)
-        status = ExitStatus.SUCCESS if result is None else int(result)
+        result = build_app()(args=args, prog_name=prog, standalone_mode=False, obj=Invocation(console, passthrough))
+        return ExitStatus.SUCCESS if result is None else int(result)
     except click.exceptions.UsageError as error:
-        error.show()
-        status = ExitStatus.USAGE
+        error.show(file=console.stderr)
+        return ExitStatus.USAGE
     except (click.exceptions.Abort, KeyboardInterrupt):
-        status = ExitStatus.ERROR_CTRL_C
+        return ExitStatus.ERROR_CTRL_C
     except Interrupted as interrupted:
-        status = interrupted.exit_status
+        return interrupted.exit_status
     except click.exceptions.Exit as error:
-        status = error.exit_code
+        return int(error.exit_code)
     except UserError as error:
-        print(f"error: {error.one_line()}", file=sys.stderr)
-        status = error.exit_status
-    sys.exit(status)
+        console.error(error.one_line())
+        return int(error.exit_status)

@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 
 from kubectl_istio_remote import completion
+from kubectl_istio_remote.cli import invocation
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -19,22 +19,24 @@ app = typer.Typer(
 
 @app.command("install")
 def install(
+    ctx: typer.Context,
     directory: Annotated[
         Optional[Path], typer.Option("--dir", help="Where to write the helper; it must be on PATH (default: next to the plugin).")
     ] = None,
 ) -> None:
     """Write kubectl_complete-istio_remote, which kubectl >= 1.26 runs to complete `kubectl istio-remote`."""
+    console = invocation.console(ctx)
     command = completion.plugin_command(sys.argv[0])
     target = directory or Path(command[0]).parent
     helper = completion.install_helper(target, command)
-    print(f"wrote {helper}: `kubectl istio-remote <Tab>` completes once kubectl's own completion is loaded", file=sys.stderr)
+    console.progress(f"wrote {helper}: `kubectl istio-remote <Tab>` completes once kubectl's own completion is loaded")
     if not completion.on_path(target):
-        print(f"warning: {target} is not on PATH, where kubectl looks for {helper.name}", file=sys.stderr)
+        console.warning(f"{target} is not on PATH, where kubectl looks for {helper.name}")
 
 
 def _script_command(shell: str) -> None:
-    def print_script() -> None:
-        print(completion.shell_script(click.get_current_context().find_root().command, shell))
+    def print_script(ctx: typer.Context) -> None:
+        invocation.console(ctx).data(completion.shell_script(ctx.find_root().command, shell) + "\n")
 
     script = f"kubectl-istio_remote completion {shell}"
     load = f"{script} | source" if shell == "fish" else f"source <({script})"

@@ -7,18 +7,24 @@ from typing import Annotated, Optional
 import typer
 
 from kubectl_istio_remote import IMAGE, __version__
-from kubectl_istio_remote.cli import options
+from kubectl_istio_remote.cli import invocation, options
 from kubectl_istio_remote.completion import complete_istio_namespace
 from kubectl_istio_remote.errors import UsageError
+from kubectl_istio_remote.istio import DEFAULT_NAMESPACE
 from kubectl_istio_remote.manifest import NAME, Expose, Install, to_yaml
+from kubectl_istio_remote.session.settings import PullPolicy
 
 
 def command(
+    ctx: typer.Context,
     namespace: Annotated[
         str, typer.Option("--namespace", "-n", help="istiod's namespace in the external cluster.", shell_complete=complete_istio_namespace)
-    ] = "istio-system",
+    ] = DEFAULT_NAMESPACE,
     expose: Annotated[
-        Expose, typer.Option(help="none: a ClusterIP Service; loadbalancer: a LoadBalancer Service; gateway: TLS passthrough on an Istio ingress gateway.")
+        Expose,
+        typer.Option(
+            help="none: a ClusterIP Service; loadbalancer: a LoadBalancer Service; gateway: TLS passthrough on an Istio ingress gateway."
+        ),
     ] = Expose.none,
     host: Annotated[Optional[str], typer.Option(help="Hostname users dial through the gateway (SNI); needed by --expose gateway.")] = None,
     gateway_selector: Annotated[str, typer.Option(help="Label of the ingress gateway's pods.")] = "istio=ingressgateway",
@@ -27,8 +33,8 @@ def command(
         Optional[str], typer.Option(help="Issuer/NAME or ClusterIssuer/NAME: add a cert-manager Certificate that fills --tls-secret.")
     ] = None,
     revision: options.Revision = "",
-    image: options.ImageOption = IMAGE,
-    pull_policy: Annotated[options.PullPolicy, typer.Option("--pull-policy", help="Image pull policy.")] = options.PullPolicy.IfNotPresent,
+    image: options.Image = IMAGE,
+    pull_policy: options.PullPolicyOption = PullPolicy.IfNotPresent,
 ) -> None:
     """Print a Deployment, its ServiceAccount, Role, RoleBinding, Service, NetworkPolicy and PodDisruptionBudget as YAML."""
     if expose is Expose.gateway and not host:
@@ -47,4 +53,4 @@ def command(
         revision=revision,
         version=__version__,
     )
-    print(to_yaml(install), end="")
+    invocation.console(ctx).data(to_yaml(install))

@@ -5,12 +5,12 @@ from __future__ import annotations
 import enum
 import json
 import platform
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from kubectl_istio_remote import IMAGE, __version__
-from kubectl_istio_remote.cli import options
+from kubectl_istio_remote.cli import invocation, options
 
 
 class Output(str, enum.Enum):
@@ -19,9 +19,10 @@ class Output(str, enum.Enum):
 
 
 def command(
+    ctx: typer.Context,
     output: Annotated[Output, typer.Option("--output", "-o", help="text or json.")] = Output.text,
-    istioctl_path: Annotated[Optional[str], typer.Option("--istioctl", help="istioctl to report (default: from PATH).")] = None,
-    image: options.ImageOption = IMAGE,
+    istioctl_path: options.IstioctlPath = None,
+    image: options.Image = IMAGE,
 ) -> None:
     """Print the plugin's version, the istioctl found and the aggregator image pod mode deploys."""
     from kubectl_istio_remote import istioctl
@@ -33,10 +34,13 @@ def command(
         "image": image,
         "python": platform.python_version(),
     }
+    console = invocation.console(ctx)
     if output is Output.json:
-        print(json.dumps(report, indent=2))
+        console.data(json.dumps(report, indent=2) + "\n")
         return
-    print(f"kubectl-istio-remote {report['version']}")
-    print(f"istioctl: {found.version} ({found.path})" if found else "istioctl: not on PATH (proxy-status prints natively)")
-    print(f"image:    {report['image']}")
-    print(f"python:   {report['python']}")
+    console.data(
+        f"kubectl-istio-remote {__version__}\n"
+        + (f"istioctl: {found.version} ({found.path})\n" if found else "istioctl: not on PATH (proxy-status prints natively)\n")
+        + f"image:    {image}\n"
+        + f"python:   {report['python']}\n"
+    )

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 from kubectl_istio_remote.aggregator.tls import self_signed_pair
 from kubectl_istio_remote.status import ExitStatus
-from kubectl_istio_remote.workload import ISTIOD_PORT
+from kubectl_istio_remote.istio import ISTIOD_PORT
 from tests.e2e.conftest import Sandbox
 from tests.e2e.test_plugin import CLUSTERS, leftovers
 from tests.e2e.test_sandbox_proof import listed_proxies

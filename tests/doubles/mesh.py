@@ -11,7 +11,7 @@ from envoy.service.status.v3 import csds_pb2
 from kubectl_istio_remote.aggregator.client import Connection, Replies, ask
 from kubectl_istio_remote.aggregator.discovery import StaticTargets
 from kubectl_istio_remote.aggregator.server import Aggregator, Settings
-from kubectl_istio_remote.aggregator.upstream import istiod_authority
+from kubectl_istio_remote.istio import istiod_authority
 from kubectl_istio_remote.relay import Target, TcpDialer
 from tests.doubles.istiod import CONFIG_DUMP, SYNCZ, FakeIstiod
 

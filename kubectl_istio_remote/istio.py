@@ -1,0 +1,36 @@
+"""Istio's own facts the plugin relies on, and the plugin's timeouts: each defined once.
+
+Kept free of imports so the CLI's option defaults can name them without slowing `--help`.
+"""
+
+from __future__ import annotations
+
+#: The label istioctl selects istiod pods by.
+ISTIOD_LABEL = "app=istiod"
+REVISION_LABEL = "istio.io/rev"
+#: Where istioctl looks for istiod when nothing says otherwise.
+DEFAULT_NAMESPACE = "istio-system"
+#: istiod's token-authenticated XDS port (secureGRPCAddr); the aggregator serves istioctl on the same.
+ISTIOD_PORT = 15012
+#: The control-plane ID the aggregator answers with: istioctl's ISTIOD column shows it.
+CONTROL_PLANE_ID = "<external>"
+
+#: Seconds to get a session ready, and to retry removal while the API server does not answer.
+SESSION_TIMEOUT_SECONDS = 120.0
+#: Seconds after which pod mode's pod ends itself, even if the plugin is killed.
+POD_TTL_SECONDS = 900
+#: Seconds each istiod replica has to answer one request.
+ISTIOD_TIMEOUT_SECONDS = 10.0
+#: Seconds one ordinary API request may take.
+API_REQUEST_SECONDS = 15.0
+
+
+def istiod_selector(revision: str = "", label: str = ISTIOD_LABEL) -> str:
+    """The label selector istioctl uses for istiod pods (`app=istiod`, plus the revision when given)."""
+    return f"{label},{REVISION_LABEL}={revision}" if revision else label
+
+
+def istiod_authority(namespace: str, revision: str = "") -> str:
+    """The DNS name in istiod's serving certificate, as istioctl expects it."""
+    service = f"istiod-{revision}" if revision and revision != "default" else "istiod"
+    return f"{service}.{namespace}.svc"

@@ -1,0 +1,39 @@
+"""Waiting until the aggregator answers its health service through the tunnel."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from kubectl_istio_remote.errors import DeadlineError
+from kubectl_istio_remote.session.loop import LoopThread
+
+CHECK_SECONDS = 5.0
+PAUSE_SECONDS = 0.3
+
+
+def left(deadline: float) -> float:
+    """Seconds to `deadline` (monotonic), never less than half a second: a last attempt always gets a chance."""
+    return max(0.5, deadline - time.monotonic())
+
+
+def wait_healthy(io: LoopThread, address: str, deadline: float, tunnel_error: Callable[[], str]) -> None:
+    """Ask until it says SERVING. A failure names the tunnel's own reason when it has one (a forbidden
+    port-forward, say), since the gRPC error seen through it only says the connection closed."""
+    import grpc
+
+    from kubectl_istio_remote.aggregator.client import Connection, check_health
+
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            if io.run(check_health(Connection(address), timeout=min(CHECK_SECONDS, left(deadline))), left(deadline) + 1):
+                return
+            last = "not serving yet"
+        except grpc.RpcError as error:
+            last = tunnel_error() or f"{error.code().name}: {error.details()}"
+        except Exception as error:  # noqa: BLE001 - keep trying until the deadline, report the last reason
+            text = str(error).strip()
+            last = tunnel_error() or (text.splitlines()[0] if text else type(error).__name__)
+        time.sleep(PAUSE_SECONDS)
+    raise DeadlineError(f"the aggregator at {address} was not healthy within --timeout: {last}", "raise --timeout, or retry with -v")

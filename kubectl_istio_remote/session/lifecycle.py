@@ -1,0 +1,75 @@
+"""Opening a session and its guaranteed, bounded, signal-safe teardown."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from kubectl_istio_remote import permissions
+from kubectl_istio_remote.console import Console
+from kubectl_istio_remote.errors import UserError
+from kubectl_istio_remote.session.health import wait_healthy
+from kubectl_istio_remote.session.istiods import find_istiods
+from kubectl_istio_remote.session.loop import LoopThread
+from kubectl_istio_remote.session.modes import SessionMode
+from kubectl_istio_remote.session.settings import Mode, SessionSettings
+from kubectl_istio_remote.signals import Interrupted, signals_deferred
+
+if TYPE_CHECKING:
+    from kubectl_istio_remote.istioctl import Istioctl
+
+
+def make_mode(settings: SessionSettings, io: LoopThread, console: Console) -> SessionMode:
+    if settings.mode is Mode.local:
+        from kubectl_istio_remote.session.local_mode import LocalMode
+
+        return LocalMode(settings, io, console)
+    from kubectl_istio_remote.session.pod_mode import ProxyPodMode
+
+    return ProxyPodMode(settings, io, settings.external.username(), console)
+
+
+@contextlib.contextmanager
+def open_session(settings: SessionSettings, console: Console, *, istioctl: Istioctl | None) -> Iterator[str]:
+    """Yield the local address of an aggregator that reaches every istiod; remove everything on the way out.
+
+    Nothing is created before every right is known. Teardown runs whatever happened (error,
+    Ctrl-C, SIGTERM, SIGHUP) and is bounded: while the API server does not answer it retries for
+    up to --timeout, since a restarting API server is back within seconds. A signal arriving during
+    teardown ends only that wait, and is honoured after it. If objects are left, the error names
+    them and the cleanup command; it keeps the exit code unless another error or a signal is on its
+    way out, which then keeps it.
+    """
+    deadline = time.monotonic() + settings.timeout
+    find_istiods(settings)
+    permissions.require(permissions.needs(settings.mode, settings.mesh, settings.external, settings.istio_namespace, istioctl=istioctl))
+    io = LoopThread()
+    in_flight: BaseException | None = None
+    try:
+        session = make_mode(settings, io, console)
+    except BaseException:
+        io.close()
+        raise
+    try:
+        address = session.open(deadline)
+        wait_healthy(io, address, deadline, session.tunnel_error)
+        console.detail(f"aggregator reachable at {address}")
+        yield address
+    except BaseException as error:
+        in_flight = error
+        raise
+    finally:
+        with signals_deferred() as received:
+            try:
+                for item in session.close(time.monotonic() + settings.timeout, lambda: bool(received)):
+                    console.detail(f"removed {item}")
+            except UserError as error:
+                if in_flight is None and not received:
+                    raise
+                console.error(error.one_line())
+            finally:
+                io.close()
+        if received and in_flight is None:
+            raise Interrupted(received[0])

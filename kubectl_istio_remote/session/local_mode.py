@@ -1,0 +1,49 @@
+"""Local mode: no pod and no image; the aggregator runs in this process and port-forwards to each istiod pod."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from kubectl_istio_remote.console import Console
+from kubectl_istio_remote.session.health import left
+from kubectl_istio_remote.session.loop import LoopThread
+from kubectl_istio_remote.session.settings import SessionSettings
+
+if TYPE_CHECKING:
+    from kubectl_istio_remote.aggregator.server import Aggregator
+
+
+class LocalMode:
+    def __init__(self, settings: SessionSettings, io: LoopThread, console: Console) -> None:
+        self._settings = settings
+        self._io = io
+        self._console = console
+        self._aggregator: Aggregator | None = None
+
+    def open(self, deadline: float) -> str:
+        from kubectl_istio_remote.aggregator.assembly import Replicas, assemble, self_signed_serving_pair
+        from kubectl_istio_remote.aggregator.server import Settings
+        from kubectl_istio_remote.kube.portforward import PortForwardDialer
+        from kubectl_istio_remote.relay import free_port
+
+        settings = self._settings
+        replicas = Replicas(settings.istio_namespace, settings.revision)
+        serving = Settings(
+            listen=f"127.0.0.1:{free_port()}",
+            serving_pair=self_signed_serving_pair(replicas),
+            istiod_timeout=settings.istiod_timeout,
+        )
+        self._aggregator = assemble(serving, replicas, PortForwardDialer(settings.external), settings.external)
+        self._console.progress(f"port-forwarding to the istiods in {settings.istio_namespace} of context {settings.external.context}")
+        return self._io.run(self._aggregator.start(), left(deadline))
+
+    def close(self, deadline: float, stop_waiting: Callable[[], bool]) -> list[str]:
+        """Nothing was created in a cluster: stopping the aggregator is all, and nothing waits on an API server."""
+        if self._aggregator is not None:
+            self._io.run(self._aggregator.stop(0), left(deadline))
+        return []
+
+    def tunnel_error(self) -> str:
+        """Tunnels to each istiod fail per replica; the aggregator reports those in its answers."""
+        return ""

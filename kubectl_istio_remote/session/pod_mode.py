@@ -1,0 +1,110 @@
+"""Pod mode: the aggregator runs in a short-lived pod next to istiod; we reach it through one port-forward.
+
+The pod owns its ServiceAccount, Role and RoleBinding, so one delete (or the pod's end at its
+--ttl, should this process be killed) removes all four.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import Callable
+
+from kubectl_istio_remote.console import Console
+from kubectl_istio_remote.errors import DeadlineError
+from kubectl_istio_remote.kube.errors import ApiError
+from kubectl_istio_remote.kube.kinds import BY_NAME, POD, SESSION_KINDS
+from kubectl_istio_remote.kube.portforward import PortForwardDialer
+from kubectl_istio_remote.kube.records import Pod
+from kubectl_istio_remote.kube.removal import ObjectRef, delete_objects
+from kubectl_istio_remote.relay import Relay, Target, free_port
+from kubectl_istio_remote.session.loop import LoopThread
+from kubectl_istio_remote.session.readiness import pod_ready
+from kubectl_istio_remote.session.settings import SessionSettings
+from kubectl_istio_remote.workload import AGGREGATOR_PORT, SessionPod, session_pod_objects, session_serve_args
+
+#: Created in this order: the pod's ServiceAccount must exist before the pod is admitted.
+CREATE_ORDER = ("ServiceAccount", "Role", "RoleBinding", "Pod")
+TUNNEL_START_SECONDS = 10.0
+TUNNEL_CLOSE_SECONDS = 2.0
+
+
+class ProxyPodMode:
+    def __init__(self, settings: SessionSettings, io: LoopThread, user: str, console: Console) -> None:
+        self._settings = settings
+        self._io = io
+        self._console = console
+        self.pod = SessionPod(
+            namespace=settings.istio_namespace,
+            session_id=secrets.token_hex(4),
+            user=user,
+            ttl_seconds=settings.ttl_seconds,
+            image=settings.image,
+            pull_policy=settings.pull_policy.value,
+            pull_secrets=settings.image_pull_secrets,
+            args=session_serve_args(settings.istiod_timeout, settings.revision, settings.verbose),
+        )
+        self._created: list[str] = []
+        self._tunnel: Relay | None = None
+
+    def open(self, deadline: float) -> str:
+        self._create()
+        self._wait_ready(deadline)
+        target = Target(self.pod.name, self.pod.name, AGGREGATOR_PORT, namespace=self.pod.namespace)
+        self._tunnel = Relay(target, PortForwardDialer(self._settings.external), port=free_port())
+        return self._io.run(self._tunnel.start(), TUNNEL_START_SECONDS)
+
+    def tunnel_error(self) -> str:
+        return self._tunnel.last_error if self._tunnel is not None else ""
+
+    def close(self, deadline: float, stop_waiting: Callable[[], bool]) -> list[str]:
+        """Delete what was created; if the API server does not come back in time, name the command that finishes the job."""
+        if self._tunnel is not None:
+            with contextlib.suppress(Exception):
+                self._io.run(self._tunnel.close(), TUNNEL_CLOSE_SECONDS)
+        refs = [ObjectRef(kind, self.pod.name) for kind in SESSION_KINDS if kind.name in self._created]
+        external, namespace = self._settings.external, self.pod.namespace
+        cleanup = f"kubectl istio-remote cleanup --context {external.context} -i {namespace} --session {self.pod.session_id}"
+        hint = f"run `{cleanup}` once it answers (the pod also stops itself at its --ttl)"
+        return delete_objects(external, namespace, refs, deadline, self._console, hint=hint, stop_waiting=stop_waiting)
+
+    def _create(self) -> None:
+        external, namespace = self._settings.external, self.pod.namespace
+        objects = session_pod_objects(self.pod)
+        self._console.progress(f"creating pod {namespace}/{self.pod.name} in context {external.context}")
+        created = {}
+        for kind in CREATE_ORDER:
+            # Recorded before the request: a signal can land after the server created the object
+            # and before we hear back; teardown deletes it either way (a 404 is fine).
+            self._created.append(kind)
+            try:
+                created[kind] = external.create(BY_NAME[kind], namespace, objects[kind])
+            except ApiError as error:
+                raise error.as_admission_refusal() if error.refused_by_admission else error from None
+        owner = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "name": self.pod.name,
+            "uid": Pod.of(created["Pod"]).meta.uid,
+            "blockOwnerDeletion": False,
+        }
+        # Owned by the pod, the rest goes with it, even if this process is killed before teardown.
+        with contextlib.suppress(ApiError):
+            for kind in CREATE_ORDER[:-1]:
+                external.patch(BY_NAME[kind], namespace, self.pod.name, {"metadata": {"ownerReferences": [owner]}})
+
+    def _wait_ready(self, deadline: float) -> None:
+        external, namespace = self._settings.external, self.pod.namespace
+        self._console.progress(f"waiting for pod {self.pod.name} to be ready")
+        # A watch the server closes early (an API server shutting down closes them cleanly) is opened
+        # again: if the server is gone, that attempt fails and says so, instead of a false timeout.
+        while (remaining := int(deadline - time.monotonic())) > 0:
+            for _, obj in external.watch(POD, namespace, fields=f"metadata.name={self.pod.name}", seconds=remaining):
+                if pod_ready(Pod.of(obj)):
+                    return
+                if time.monotonic() > deadline:
+                    break
+        raise DeadlineError(
+            f"pod {namespace}/{self.pod.name} was not ready within --timeout", "raise --timeout, or look at `kubectl describe pod`"
+        )

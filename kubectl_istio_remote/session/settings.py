@@ -1,0 +1,121 @@
+"""What a session is asked to do (the flags) and what it will do (settled once, before anything is created).
+
+Kept light at import: the CLI's options name the enums and defaults here.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+from kubectl_istio_remote import IMAGE
+from kubectl_istio_remote.istio import (
+    DEFAULT_NAMESPACE,
+    ISTIOD_TIMEOUT_SECONDS,
+    POD_TTL_SECONDS,
+    SESSION_TIMEOUT_SECONDS,
+    istiod_selector,
+)
+
+if TYPE_CHECKING:
+    from kubectl_istio_remote.console import Console
+    from kubectl_istio_remote.kube.cluster import Cluster
+
+
+class Mode(str, enum.Enum):
+    pod = "pod"
+    local = "local"
+
+
+class PullPolicy(str, enum.Enum):
+    IfNotPresent = "IfNotPresent"
+    Always = "Always"
+    Never = "Never"
+
+
+@dataclass(frozen=True)
+class SessionFlags:
+    """The user's choices, as parsed; `from_params` takes them from a command's parsed parameters."""
+
+    kubeconfig: str | None = None
+    context: str | None = None
+    external_context: str | None = None
+    istio_namespace: str | None = None
+    revision: str = ""
+    mode: Mode = Mode.pod
+    timeout: float = SESSION_TIMEOUT_SECONDS
+    ttl: int = POD_TTL_SECONDS
+    image: str = IMAGE
+    image_pull_secret: tuple[str, ...] = ()
+    pull_policy: PullPolicy = PullPolicy.IfNotPresent
+    verbose: bool = False
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> SessionFlags:
+        """The fields a command declared; the others keep their defaults (cleanup has no --image)."""
+        chosen = {item.name: params[item.name] for item in fields(cls) if item.name in params}
+        if "image_pull_secret" in chosen:
+            chosen["image_pull_secret"] = tuple(chosen["image_pull_secret"] or ())
+        return cls(**chosen)
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """What a session needs to know, resolved once at start."""
+
+    mesh: Cluster
+    external: Cluster
+    istio_namespace: str
+    revision: str = ""
+    mode: Mode = Mode.pod
+    timeout: float = SESSION_TIMEOUT_SECONDS
+    ttl_seconds: int = POD_TTL_SECONDS
+    image: str = IMAGE
+    image_pull_secrets: tuple[str, ...] = field(default_factory=tuple)
+    pull_policy: PullPolicy = PullPolicy.IfNotPresent
+    istiod_timeout: float = ISTIOD_TIMEOUT_SECONDS
+    verbose: bool = False
+
+    @property
+    def istiod_selector(self) -> str:
+        return istiod_selector(self.revision)
+
+
+def resolve_settings(flags: SessionFlags, console: Console) -> SessionSettings:
+    """Pin both contexts and settle the istio namespace once, before anything is created."""
+    from kubectl_istio_remote.kube.cluster import pin_clusters
+
+    mesh, external = pin_clusters(flags.kubeconfig, flags.context, flags.external_context)
+    namespace = flags.istio_namespace or discover_istio_namespace(external, flags.revision, console)
+    return SessionSettings(
+        mesh=mesh,
+        external=external,
+        istio_namespace=namespace,
+        revision=flags.revision,
+        mode=flags.mode,
+        timeout=flags.timeout,
+        ttl_seconds=flags.ttl,
+        image=flags.image,
+        image_pull_secrets=flags.image_pull_secret,
+        pull_policy=flags.pull_policy,
+        verbose=flags.verbose,
+    )
+
+
+def discover_istio_namespace(external: Cluster, revision: str, console: Console) -> str:
+    """Where istiod pods run in the external cluster; istio-system when that cannot be told."""
+    from kubectl_istio_remote.kube.errors import ApiError
+    from kubectl_istio_remote.kube.kinds import POD
+    from kubectl_istio_remote.kube.records import Meta, items
+
+    try:
+        listed = external.list_objects(POD, labels=istiod_selector(revision))
+    except ApiError:
+        return DEFAULT_NAMESPACE  # no cluster-wide list right: the user can say -i
+    namespaces = sorted({Meta.of(pod).namespace for pod in items(listed)})
+    if DEFAULT_NAMESPACE in namespaces or not namespaces:
+        return DEFAULT_NAMESPACE
+    if len(namespaces) > 1:
+        console.warning(f"istiod pods in several namespaces ({', '.join(namespaces)}): using {namespaces[0]}; choose with -i")
+    return namespaces[0]

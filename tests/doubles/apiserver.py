@@ -1,0 +1,97 @@
+"""A stand-in kube-apiserver on 127.0.0.1 (plain HTTP) that answers from a script: for fast unit tests of our
+Kubernetes adapter. Each (method, path) gets the next of its scripted answers, the last one repeating;
+every request is recorded. The real kube-apiserver is what the sandbox runs.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from kubectl_istio_remote.kube.cluster import Cluster, api_client
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def refusal(cls, status: int, message: str) -> Answer:
+        return cls(status, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "code": status})
+
+
+@dataclass
+class Script:
+    answers: dict[tuple[str, str], list[Answer]] = field(default_factory=dict)
+    requests: list[tuple[str, str, Any]] = field(default_factory=list)
+    #: The Authorization header of each request, in order.
+    credentials: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def on(self, method: str, path: str, *answers: Answer) -> None:
+        self.answers[(method, path)] = list(answers)
+
+    def next(self, method: str, path: str, body: Any, credential: str) -> Answer:
+        with self.lock:
+            self.requests.append((method, path, body))
+            self.credentials.append(credential)
+            queue = self.answers.get((method, path.split("?")[0]))
+            if not queue:
+                return Answer.refusal(404, f"no script for {method} {path}")
+            return queue.pop(0) if len(queue) > 1 else queue[0]
+
+
+def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length)) if length else None
+            answer = script.next(self.command, self.path, body, self.headers.get("Authorization", ""))
+            data = json.dumps(answer.body).encode()
+            self.send_response(answer.status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PATCH = do_DELETE = _answer
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+@contextmanager
+def apiserver(tmp_path: Path, context: str = "stand-in") -> Iterator[tuple[Cluster, Script]]:
+    """A Cluster pinned to a scripted API server, and the script; the server is stopped afterwards."""
+    script = Script()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(script))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    kubeconfig = tmp_path / f"{context}.kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
+                "users": [{"name": "u", "user": {"token": "stand-in-token"}}],
+                "contexts": [{"name": context, "context": {"cluster": "c", "user": "u"}}],
+                "current-context": context,
+            }
+        )
+    )
+    try:
+        yield Cluster(context, str(kubeconfig), api_client(str(kubeconfig), context)), script
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
