@@ -30,7 +30,11 @@ async def main(upstream: str) -> None:
     server = grpc.aio.server(options=UNLIMITED)
     handler = grpc.stream_stream_rpc_method_handler(relay, request_deserializer=bytes, response_serializer=bytes)
     server.add_generic_rpc_handlers(
-        [grpc.method_handlers_generic_handler("envoy.service.discovery.v3.AggregatedDiscoveryService", {"StreamAggregatedResources": handler})]
+        [
+            grpc.method_handlers_generic_handler(
+                "envoy.service.discovery.v3.AggregatedDiscoveryService", {"StreamAggregatedResources": handler}
+            )
+        ]
     )
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

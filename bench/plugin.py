@@ -45,8 +45,12 @@ def main() -> None:
     print("| measure | value | against target |")
     print("|---|---|---|")
     print(f"| real istioctl straight at one replica (sees 1/3 of the mesh) | {one_replica * 1000:.0f} ms |  |")
-    print(f"| `proxy-status --mode local` (whole mesh) | {local * 1000:.0f} ms | {ratio:.2f}x (target <= 1.3x: {'met' if ratio <= 1.3 else 'NOT met'}) |")
-    print(f"| `proxy-status --mode pod` (whole mesh) | {pod * 1000:.0f} ms | +{extra:.2f} s over local (target <= 2 s: {'met' if extra <= 2 else 'NOT met'}) |")
+    print(
+        f"| `proxy-status --mode local` (whole mesh) | {local * 1000:.0f} ms | {ratio:.2f}x (target <= 1.3x: {'met' if ratio <= 1.3 else 'NOT met'}) |"
+    )
+    print(
+        f"| `proxy-status --mode pod` (whole mesh) | {pod * 1000:.0f} ms | +{extra:.2f} s over local (target <= 2 s: {'met' if extra <= 2 else 'NOT met'}) |"
+    )
 
 
 if __name__ == "__main__":

@@ -44,7 +44,10 @@ def main() -> None:
             with tarfile.open(archive) as tar:
                 tar.extractall(unpacked, filter="tar")
             frozen = str(Path(unpacked) / "kubectl-istio_remote")
-            rows += [("frozen krew archive `--help`", [frozen, "--help"]), ("frozen, one Tab press", [frozen, "__complete", "proxy-status", ""])]
+            rows += [
+                ("frozen krew archive `--help`", [frozen, "--help"]),
+                ("frozen, one Tab press", [frozen, "__complete", "proxy-status", ""]),
+            ]
         print(f"### `--help` start-up (median and slowest of {ROUNDS}, after one warm-up)\n")
         print("| command | median | slowest | target <= 0.3 s |")
         print("|---|---|---|---|")

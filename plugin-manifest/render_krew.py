@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_archive import ROOT, archive_name, sha256  # noqa: E402 - a script beside its sibling
+from build_archive import ROOT, archive_name, sha256
 
 TEMPLATE = ROOT / "plugin-manifest" / "istio-remote.yaml"
 UNRELEASED_SHA256 = "0" * 64

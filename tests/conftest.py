@@ -37,6 +37,8 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     work = tmp_path_factory.mktemp("pyinstaller")
     script = Path(__file__).resolve().parents[1] / "plugin-manifest" / "build_archive.py"
-    result = subprocess.run([sys.executable, str(script), "--out", str(out), "--work", str(work)], capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, str(script), "--out", str(out), "--work", str(work)], capture_output=True, text=True, timeout=900
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return Path(result.stdout.strip().splitlines()[-1])

@@ -226,9 +226,7 @@ async def test_a_merged_answer_over_the_limit_names_the_flag_and_one_proxy_still
     assert not errors_logged(caplog)
 
 
-async def test_a_request_over_the_limit_is_refused_while_others_are_served(
-    mesh_factory, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_a_request_over_the_limit_is_refused_while_others_are_served(mesh_factory, caplog: pytest.LogCaptureFixture) -> None:
     mesh = await mesh_factory(replicas(3), max_message_bytes=LIMIT)
     huge = syncz(*(f"{i}.{'n' * 1000}" for i in range(LIMIT // 1000)))
     assert huge.ByteSize() > LIMIT

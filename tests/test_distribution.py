@@ -133,7 +133,11 @@ def test_the_image_runs_the_plugin_as_the_uid_the_pod_specs_declare() -> None:
 def test_the_release_workflow_passes_actionlint() -> None:
     """The workflow only runs on a tag push on GitHub; actionlint checks its syntax, expressions, runner labels and action inputs."""
     result = subprocess.run(
-        [str(build.binary("actionlint")), "-no-color", ".github/workflows/release.yml"], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [str(build.binary("actionlint")), "-no-color", ".github/workflows/release.yml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -147,7 +151,11 @@ def test_pipx_install_gives_kubectl_istio_remote(tools: Path, tmp_path: Path) ->
         "PIPX_MAN_DIR": str(tmp_path / "man"),
     }
     installed = subprocess.run(
-        [sys.executable, "-m", "pipx", "install", "--python", sys.executable, str(ROOT)], env=env, capture_output=True, text=True, timeout=900
+        [sys.executable, "-m", "pipx", "install", "--python", sys.executable, str(ROOT)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert installed.returncode == 0, installed.stderr[-3000:]
     user = {"HOME": str(tmp_path), "PATH": f"{tmp_path / 'bin'}:{tools}:/usr/bin:/bin"}
@@ -176,7 +184,7 @@ async def test_the_frozen_plugin_aggregates_over_tls(archive: Path, krew_root: d
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 

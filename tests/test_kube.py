@@ -57,7 +57,9 @@ def test_delete_that_outlasts_the_deadline_names_what_is_left_and_the_next_step(
     with apiserver(tmp_path) as (cluster, script):
         script.on("DELETE", POD.path(NS, "p"), Answer.refusal(503, "down"))
         with pytest.raises(UnavailableError) as raised:
-            delete_objects(cluster, NS, refs((POD, "p"), (SERVICE_ACCOUNT, "p")), time.monotonic() + 1.5, Console(stderr=io.StringIO()), hint="run X")
+            delete_objects(
+                cluster, NS, refs((POD, "p"), (SERVICE_ACCOUNT, "p")), time.monotonic() + 1.5, Console(stderr=io.StringIO()), hint="run X"
+            )
     assert "left Pod/p, ServiceAccount/p in namespace external-istiod" in str(raised.value)
     assert raised.value.hint == "run X" and raised.value.exit_status == ExitStatus.UNAVAILABLE
 
@@ -91,10 +93,17 @@ def test_a_refused_delete_is_forbidden_with_the_verb_to_ask_for(tmp_path: Path) 
     ("status", "message", "expected", "exit_status"),
     [
         (404, "namespaces not found", "namespace nowhere not found in context stand-in; check -i/--istio-namespace", ExitStatus.ERROR),
-        (500, "etcdserver: request timed out", "cannot list pods in namespace nowhere of context stand-in: etcdserver: request timed out", ExitStatus.ERROR),
+        (
+            500,
+            "etcdserver: request timed out",
+            "cannot list pods in namespace nowhere of context stand-in: etcdserver: request timed out",
+            ExitStatus.ERROR,
+        ),
     ],
 )
-def test_api_errors_name_verb_resource_namespace_and_context(tmp_path: Path, status: int, message: str, expected: str, exit_status: int) -> None:
+def test_api_errors_name_verb_resource_namespace_and_context(
+    tmp_path: Path, status: int, message: str, expected: str, exit_status: int
+) -> None:
     with apiserver(tmp_path) as (cluster, script):
         script.on("GET", POD.path("nowhere"), Answer.refusal(status, message))
         with pytest.raises(ApiError) as raised:
@@ -115,7 +124,11 @@ def test_rejected_credentials_name_the_context_and_logging_in(tmp_path: Path) ->
 
 def test_admission_refusals_are_told_apart_from_missing_rights(tmp_path: Path) -> None:
     with apiserver(tmp_path) as (cluster, script):
-        script.on("POST", POD.path(NS), Answer.refusal(403, 'pods "p" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true'))
+        script.on(
+            "POST",
+            POD.path(NS),
+            Answer.refusal(403, 'pods "p" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true'),
+        )
         with pytest.raises(ApiError) as raised:
             cluster.create(POD, NS, {"apiVersion": "v1", "kind": "Pod"})
     assert raised.value.refused_by_admission
@@ -137,5 +150,7 @@ def test_the_request_carries_the_kubeconfigs_token_and_json_body(tmp_path: Path)
         script.on("POST", SERVICE_ACCOUNT.path(NS, "default", "token"), Answer(201, {"status": {"token": "t"}}))
         answer = cluster.create(SERVICE_ACCOUNT, NS, {"spec": {"audiences": ["istio-ca"]}}, name="default", subresource="token")
     assert answer == {"status": {"token": "t"}}
-    assert script.requests == [("POST", "/api/v1/namespaces/external-istiod/serviceaccounts/default/token", {"spec": {"audiences": ["istio-ca"]}})]
+    assert script.requests == [
+        ("POST", "/api/v1/namespaces/external-istiod/serviceaccounts/default/token", {"spec": {"audiences": ["istio-ca"]}})
+    ]
     assert script.credentials == ["Bearer stand-in-token"]

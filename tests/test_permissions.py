@@ -37,7 +37,11 @@ def test_pod_mode_adds_creating_patching_and_deleting_its_four_objects(tmp_path:
     assert extra == {
         "create pods in external-istiod (external)",
         "delete pods in external-istiod (external)",
-        *(f"{verb} {resource} in external-istiod (external)" for resource in ("serviceaccounts", "roles", "rolebindings") for verb in ("create", "patch", "delete")),
+        *(
+            f"{verb} {resource} in external-istiod (external)"
+            for resource in ("serviceaccounts", "roles", "rolebindings")
+            for verb in ("create", "patch", "delete")
+        ),
     }
 
 

@@ -32,7 +32,7 @@ def test_the_ready_condition_is_ready() -> None:
 @pytest.mark.parametrize("reason", ["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff"])
 def test_states_that_waiting_will_not_fix_fail_at_once_with_the_servers_words(reason: str) -> None:
     with pytest.raises(UnavailableError) as raised:
-        pod_ready(pod(phase="Pending", **waiting(reason, "failed to pull image \"x\": not found")))
+        pod_ready(pod(phase="Pending", **waiting(reason, 'failed to pull image "x": not found')))
     assert raised.value.one_line() == (
         f'pod external-istiod/istio-remote-1: {reason}: failed to pull image "x": not found; check --image, --image-pull-secret and --pull-policy'
     )

@@ -81,6 +81,15 @@ def test_json_and_yaml_carry_the_same_document_with_failed_replicas() -> None:
 
 
 def test_human_duration_follows_kubernetes() -> None:
-    cases = {5: "5s", 119: "119s", 125: "2m5s", 600: "10m", 3 * 3600 + 20 * 60: "3h20m", 10 * 3600: "10h", 53 * 3600: "2d5h", 30 * 86400: "30d"}
+    cases = {
+        5: "5s",
+        119: "119s",
+        125: "2m5s",
+        600: "10m",
+        3 * 3600 + 20 * 60: "3h20m",
+        10 * 3600: "10h",
+        53 * 3600: "2d5h",
+        30 * 86400: "30d",
+    }
     for seconds, text in cases.items():
         assert render.human_duration(datetime.timedelta(seconds=seconds)) == text

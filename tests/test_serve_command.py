@@ -31,9 +31,7 @@ async def istiods() -> AsyncIterator[list[FakeIstiod]]:
 
 async def start_serve(*args: str, command: list[str] = SERVE, env: dict[str, str] | None = None) -> tuple[asyncio.subprocess.Process, str]:
     """`serve` (or another command that runs it) started, and the address from its one stdout line."""
-    process = await asyncio.create_subprocess_exec(
-        *command, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
-    )
+    process = await asyncio.create_subprocess_exec(*command, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
     line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
     assert line.startswith("listening on 127.0.0.1:"), line
     return process, line.split()[-1]

@@ -58,7 +58,5 @@ def test_every_object_is_labelled_with_session_user_and_expiry() -> None:
 def test_role_grants_reading_pods_and_nothing_more() -> None:
     built = objects()
     assert built["Role"]["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}]
-    assert built["RoleBinding"]["subjects"] == [
-        {"kind": "ServiceAccount", "name": "istio-remote-a1b2c3d4", "namespace": "external-istiod"}
-    ]
+    assert built["RoleBinding"]["subjects"] == [{"kind": "ServiceAccount", "name": "istio-remote-a1b2c3d4", "namespace": "external-istiod"}]
     assert built["Pod"]["spec"]["serviceAccountName"] == "istio-remote-a1b2c3d4"

@@ -55,7 +55,11 @@ class FakeIstiod:
             self._stream, request_deserializer=DiscoveryRequest.FromString, response_serializer=bytes
         )
         server.add_generic_rpc_handlers(
-            [grpc.method_handlers_generic_handler("envoy.service.discovery.v3.AggregatedDiscoveryService", {"StreamAggregatedResources": handler})]
+            [
+                grpc.method_handlers_generic_handler(
+                    "envoy.service.discovery.v3.AggregatedDiscoveryService", {"StreamAggregatedResources": handler}
+                )
+            ]
         )
         listen = f"127.0.0.1:{port}"
         if self.serving_pair:
@@ -77,7 +81,7 @@ class FakeIstiod:
         return json.dumps({"Component": "istiod", "ID": self.name, "Info": info})
 
     async def _stream(self, requests: AsyncIterator[DiscoveryRequest], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
-        self.seen_metadata.append({key: value for key, value in context.invocation_metadata()})
+        self.seen_metadata.append(dict(context.invocation_metadata()))
         self.open_streams += 1
         try:
             async for request in requests:
@@ -133,7 +137,7 @@ class FakeIstiod:
         return config
 
 
-def _packed(message) -> any_pb2.Any:  # noqa: ANN001 - any generated message
+def _packed(message) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)
     return packed

@@ -43,9 +43,7 @@ def proxy_ids(replies: Replies) -> list[str]:
 
 
 def replicas(count: int, proxies_each: int = 2, **overrides) -> list[FakeIstiod]:
-    return [
-        FakeIstiod(f"istiod-{i}", [f"app-{i}-{p}.sample" for p in range(proxies_each)], **overrides) for i in range(count)
-    ]
+    return [FakeIstiod(f"istiod-{i}", [f"app-{i}-{p}.sample" for p in range(proxies_each)], **overrides) for i in range(count)]
 
 
 class Mesh:

@@ -30,7 +30,13 @@ class Sandbox:
     def run(self, *argv: str, extra_env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run a command as a user of the sandbox would, with its KUBECONFIG and PATH."""
         return subprocess.run(
-            argv, env={**self.env, **(extra_env or {})}, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False
+            argv,
+            env={**self.env, **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            check=False,
         )
 
     def proxies_of(self, replica: int) -> list[str]:

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from kubectl_istio_remote.aggregator.tls import self_signed_pair
-from kubectl_istio_remote.status import ExitStatus
 from kubectl_istio_remote.istio import ISTIOD_PORT
+from kubectl_istio_remote.status import ExitStatus
 from tests.e2e.conftest import Sandbox
 from tests.e2e.test_plugin import CLUSTERS, leftovers
 from tests.e2e.test_sandbox_proof import listed_proxies
@@ -53,7 +53,7 @@ class GarbageServer:
         key, certificate = self_signed_pair(["istiod.external-istiod.svc"], [address])
         with tempfile.TemporaryDirectory() as directory:
             paths = [os.path.join(directory, name) for name in ("key.pem", "cert.pem")]
-            for path, pem in zip(paths, (key, certificate)):
+            for path, pem in zip(paths, (key, certificate), strict=False):
                 with open(path, "wb") as handle:
                     handle.write(pem)
             self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -110,7 +110,9 @@ def test_answer_comes_from_the_healthy_replica_and_names_the_failed_ones(sandbox
     assert result.returncode == 0, result.stderr
     assert listed_proxies(result.stdout) == set(sandbox.proxies_of(2)), result.stdout
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: istiod")]
-    assert any("istiod-0" in line for line in warnings) and any("istiod-1" in line and "deadline" in line for line in warnings), result.stderr
+    assert any("istiod-0" in line for line in warnings) and any("istiod-1" in line and "deadline" in line for line in warnings), (
+        result.stderr
+    )
     assert elapsed < 60, f"the paused replica held the answer for {elapsed:.0f} s"
 
 
@@ -138,12 +140,16 @@ def test_five_sessions_at_once_each_answer_and_leave_nothing(sandbox: Sandbox) -
     runs = [
         subprocess.Popen(
             ["kubectl-istio_remote", "proxy-status", *CLUSTERS, "--native", "--mode", "pod"],
-            env=sandbox.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=sandbox.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for _ in range(5)
     ]
     outputs = [run.communicate(timeout=180) for run in runs]
-    for run, (stdout, stderr) in zip(runs, outputs):
+    for run, (stdout, stderr) in zip(runs, outputs, strict=False):
         assert run.returncode == 0, stderr
         assert listed_proxies(stdout) == set(sandbox.proxies), stdout
     pods = {line.split()[2] for _, stderr in outputs for line in stderr.splitlines() if line.startswith("creating pod")}

@@ -56,7 +56,9 @@ def test_the_permanent_install_serves_istioctl_every_proxy_with_the_operators_ce
     printed = sandbox.run("kubectl-istio_remote", "manifest", "-n", sandbox.istio_namespace)
     assert printed.returncode == 0, printed.stderr
     try:
-        secret = kubectl(sandbox, "create", "secret", "tls", f"{NAME}-tls", f"--cert={tmp_path / 'tls.crt'}", f"--key={tmp_path / 'tls.key'}")
+        secret = kubectl(
+            sandbox, "create", "secret", "tls", f"{NAME}-tls", f"--cert={tmp_path / 'tls.crt'}", f"--key={tmp_path / 'tls.key'}"
+        )
         assert secret.returncode == 0, secret.stderr
         applied = kubectl(sandbox, "apply", "-f", "-", stdin=printed.stdout)
         assert applied.returncode == 0, applied.stderr  # admitted under PodSecurity "restricted" too

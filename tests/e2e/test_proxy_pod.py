@@ -21,7 +21,7 @@ import pytest
 from kubernetes import client
 
 from kubectl_istio_remote.aggregator.client import Connection, check_health
-from kubectl_istio_remote.cleanup import SELECTOR
+from kubectl_istio_remote.kube.labels import SELECTOR
 from kubectl_istio_remote.workload import identity_objects
 from tests.e2e.conftest import Sandbox
 from tests.e2e.test_plugin import leftovers
@@ -82,11 +82,13 @@ def _grant(sandbox: Sandbox, rules: list[dict]) -> None:
     apply("external", [probe["ServiceAccount"], {**probe["Role"], "rules": rules}, probe["RoleBinding"]])
     with api("external") as api_client:
         granted = rules[0]["verbs"][0]
-        review = {"spec": {
-            "user": f"system:serviceaccount:{namespace}:{PROBE}",
-            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"],
-            "resourceAttributes": {"namespace": namespace, "verb": granted, "resource": "pods"},
-        }}
+        review = {
+            "spec": {
+                "user": f"system:serviceaccount:{namespace}:{PROBE}",
+                "groups": ["system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"],
+                "resourceAttributes": {"namespace": namespace, "verb": granted, "resource": "pods"},
+            }
+        }
         deadline = time.monotonic() + 30
         while not client.AuthorizationV1Api(api_client).create_subject_access_review(review).status.allowed:
             assert time.monotonic() < deadline, "the probe's Role was not applied within 30 s"
@@ -106,8 +108,19 @@ def _serve_as_probe(sandbox: Sandbox, kubeconfig: Path) -> tuple[bool, str]:
     with api("external") as api_client:
         request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600))
         token = client.CoreV1Api(api_client).create_namespaced_service_account_token(PROBE, sandbox.istio_namespace, request).status.token
-    argv = [sys.executable, "-m", "kubectl_istio_remote", "serve", "--discover", "-n", sandbox.istio_namespace,
-            "--kubeconfig", str(token_kubeconfig(token, sandbox.istio_namespace, kubeconfig)), "--listen", "127.0.0.1:0"]
+    argv = [
+        sys.executable,
+        "-m",
+        "kubectl_istio_remote",
+        "serve",
+        "--discover",
+        "-n",
+        sandbox.istio_namespace,
+        "--kubeconfig",
+        str(token_kubeconfig(token, sandbox.istio_namespace, kubeconfig)),
+        "--listen",
+        "127.0.0.1:0",
+    ]
     process = subprocess.Popen(argv, env=sandbox.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stopper = threading.Timer(30, process.terminate)  # bounds the read below if no refusal ever comes
     stopper.start()

@@ -16,7 +16,14 @@ def test_istioctl_pointed_at_one_replica_sees_only_that_replicas_proxies(sandbox
     seen: set[str] = set()
     for replica, address in enumerate(sandbox.istiods):
         result = sandbox.run(
-            "istioctl", "proxy-status", "--context", "remote", "--istioNamespace", sandbox.istio_namespace, "-v", "1",
+            "istioctl",
+            "proxy-status",
+            "--context",
+            "remote",
+            "--istioNamespace",
+            sandbox.istio_namespace,
+            "-v",
+            "1",
             extra_env={"ISTIOCTL_XDS_ADDRESS": f"{address}:15012"},
         )
         assert result.returncode == 0, result.stderr

@@ -14,7 +14,6 @@ import pytest
 from tests.e2e.conftest import Sandbox
 from tests.e2e.test_sandbox_proof import listed_proxies
 
-
 PLUGIN = [sys.executable, "-m", "kubectl_istio_remote"]
 
 
@@ -24,7 +23,11 @@ def running_serve(sandbox: Sandbox, plaintext: bool, plugin: list[str] = PLUGIN)
     argv = [*plugin, "serve", "--context", "external", "--discover", "--namespace", sandbox.istio_namespace]
     argv += ["--plaintext", "--istiod-plaintext", "--istiod-port", "15010"] if plaintext else []
     process = subprocess.Popen(
-        argv, env=sandbox.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        argv,
+        env=sandbox.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         line = process.stdout.readline()
@@ -45,7 +48,13 @@ def serve(sandbox: Sandbox) -> Iterator[tuple[str, list[str]]]:
 
 def _istioctl(sandbox: Sandbox, address: str, flags: list[str], *args: str) -> subprocess.CompletedProcess[str]:
     return sandbox.run(
-        "istioctl", *args, "--context", "remote", "--istioNamespace", sandbox.istio_namespace, *flags,
+        "istioctl",
+        *args,
+        "--context",
+        "remote",
+        "--istioNamespace",
+        sandbox.istio_namespace,
+        *flags,
         extra_env={"ISTIOCTL_XDS_ADDRESS": address},
     )
 

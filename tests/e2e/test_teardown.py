@@ -25,7 +25,11 @@ def start_shell(sandbox: Sandbox, *flags: str, command: list[str] = READY_COMMAN
     """`shell -- CMD` in its own process group, as a terminal runs a foreground job."""
     return subprocess.Popen(
         ["kubectl-istio_remote", "shell", *CLUSTERS, *flags, *command],
-        env=sandbox.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=sandbox.env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
     )
 

@@ -100,7 +100,13 @@ COMPONENTS: tuple[Component, ...] = (
         },
         ldflags=f"-s -w -X sigs.k8s.io/krew/internal/version.gitTag={KREW_VERSION}",
     ),
-    Component("actionlint", "github.com/rhysd/actionlint", ACTIONLINT_VERSION, {"actionlint": "github.com/rhysd/actionlint/cmd/actionlint"}, ldflags="-s -w"),
+    Component(
+        "actionlint",
+        "github.com/rhysd/actionlint",
+        ACTIONLINT_VERSION,
+        {"actionlint": "github.com/rhysd/actionlint/cmd/actionlint"},
+        ldflags="-s -w",
+    ),
 )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 from kubernetes import client, config
 
+from kubectl_istio_remote.kube.cluster import Cluster, api_client
 from tests.sandbox import build, procs
 from tests.sandbox.paths import STATE, log
 from tests.sandbox.pki import Authority
@@ -55,6 +56,11 @@ def api(context: str) -> client.ApiClient:
     return config.new_client_from_config(config_file=str(KUBECONFIG), context=context)
 
 
+def pinned(context: str) -> Cluster:
+    """The plugin's own adapter pinned to a sandbox context: tests look at clusters through the kinds it declares."""
+    return Cluster(context, str(KUBECONFIG), api_client(str(KUBECONFIG), context))
+
+
 def _etcd() -> None:
     etcd = build.binary("etcd")
     data = STATE / "etcd"
@@ -62,12 +68,18 @@ def _etcd() -> None:
         "etcd",
         [
             etcd,
-            "--data-dir", data,
-            "--listen-client-urls", f"http://127.0.0.1:{ETCD_PORT}",
-            "--advertise-client-urls", f"http://127.0.0.1:{ETCD_PORT}",
-            "--listen-peer-urls", "http://127.0.0.1:23800",
-            "--initial-advertise-peer-urls", "http://127.0.0.1:23800",
-            "--initial-cluster", "default=http://127.0.0.1:23800",
+            "--data-dir",
+            data,
+            "--listen-client-urls",
+            f"http://127.0.0.1:{ETCD_PORT}",
+            "--advertise-client-urls",
+            f"http://127.0.0.1:{ETCD_PORT}",
+            "--listen-peer-urls",
+            "http://127.0.0.1:23800",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:23800",
+            "--initial-cluster",
+            "default=http://127.0.0.1:23800",
             "--unsafe-no-fsync",
         ],
     )
@@ -77,7 +89,9 @@ def _etcd() -> None:
 def _apiserver(spec: ClusterSpec, ca: Authority) -> None:
     cert, key = ca.issue(f"{spec.name}-apiserver", "kube-apiserver", server=True)
     signing = ca.signing_key(f"{spec.name}-service-accounts")
-    kubelet_cert, kubelet_key = ca.issue(f"{spec.name}-apiserver-kubelet-client", "kube-apiserver-kubelet-client", groups=("system:masters",))
+    kubelet_cert, kubelet_key = ca.issue(
+        f"{spec.name}-apiserver-kubelet-client", "kube-apiserver-kubelet-client", groups=("system:masters",)
+    )
     procs.start(
         f"{spec.name}-apiserver",
         [
@@ -223,7 +237,7 @@ def _wait_ready(spec: ClusterSpec) -> None:
             with api(spec.name) as api_client:
                 client.VersionApi(api_client).get_code()
                 return bool(client.CoreV1Api(api_client).read_namespace("default"))
-        except Exception:  # noqa: BLE001 - any failure means "not yet"
+        except Exception:
             return False
 
     procs.wait_until(f"{spec.name} API server", healthy, 90, process=f"{spec.name}-apiserver")
@@ -331,4 +345,3 @@ def up() -> None:
     for spec in CLUSTERS:
         _wait_node_ready(spec)
     log("clusters external and remote are ready")
-

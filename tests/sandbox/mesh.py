@@ -108,7 +108,8 @@ def _install_remote() -> None:
 
 def mesh_config() -> Path:
     path = STATE / "mesh.yaml"
-    path.write_text(yaml.safe_dump(
+    path.write_text(
+        yaml.safe_dump(
             {
                 # As Istio's charts do: the root namespace is istiod's own, so callers there may debug the whole mesh.
                 "rootNamespace": ISTIO_NAMESPACE,
@@ -118,7 +119,8 @@ def mesh_config() -> Path:
                 "enableAutoMtls": False,
                 "defaultConfig": {"discoveryAddress": f"istiod.{ISTIO_NAMESPACE}.svc:15012"},
             }
-        ))
+        )
+    )
     return path
 
 
@@ -247,7 +249,9 @@ def _bootstrap(pod: str, address: str, istiod: str) -> dict:
                     },
                     "load_assignment": {
                         "cluster_name": "xds-grpc",
-                        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": istiod, "port_value": 15010}}}}]}],
+                        "endpoints": [
+                            {"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": istiod, "port_value": 15010}}}}]}
+                        ],
                     },
                 }
             ]

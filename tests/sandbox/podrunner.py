@@ -148,7 +148,13 @@ def _start(pod: client.V1Pod, core: client.CoreV1Api) -> Started:
 def _fail_past_deadline(pod_key: tuple[str, str], core: client.CoreV1Api) -> None:
     """What kubelet does at activeDeadlineSeconds: kill the containers, mark the pod Failed."""
     namespace, name = pod_key
-    status = {"status": {"phase": "Failed", "reason": "DeadlineExceeded", "message": "Pod was active on the node longer than the specified deadline"}}
+    status = {
+        "status": {
+            "phase": "Failed",
+            "reason": "DeadlineExceeded",
+            "message": "Pod was active on the node longer than the specified deadline",
+        }
+    }
     try:
         core.patch_namespaced_pod_status(name, namespace, status)
     except client.ApiException as error:
@@ -173,7 +179,7 @@ def run(stop: threading.Event) -> None:
             except client.ApiException as error:
                 log(f"pod runner: watch failed: {error.reason}")
                 stop.wait(1)
-            except Exception as error:  # noqa: BLE001 - a sandbox daemon logs and keeps serving
+            except Exception as error:
                 log(f"pod runner: {type(error).__name__}: {error}")
                 stop.wait(1)
             now = datetime.datetime.now(datetime.timezone.utc)

@@ -137,5 +137,3 @@ def port_open(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
-
-
