@@ -7,21 +7,22 @@
    number of bytes from one upstream without decoding them; and the aggregator's peak RSS
    growth vs the merged payload size.
 
-Run: `python -m bench.aggregator` (the istiods are the in-process stand-ins of tests/doubles).
+Run: `python -m bench.aggregator` (the istiods are the stand-ins of tests/doubles, each its own process).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from bench.processes import listening, memory_kib, serve, stand_in_istiods
 from kubectl_istio_remote.aggregator.client import Connection, ask
-from tests.doubles.istiod import FakeIstiod
-from tests.doubles.mesh import syncz
+from kubectl_istio_remote.native import syncz_request
 
 ROUNDS = 7
 RELAY = Path(__file__).with_name("passthrough_relay.py")
@@ -38,48 +39,21 @@ async def timed(call: Callable[[], Awaitable[object]], rounds: int = ROUNDS) -> 
     return statistics.median(samples)
 
 
-async def start_process(*argv: str) -> tuple[asyncio.subprocess.Process, str]:
-    process = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE)
-    line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode().split()
-    return process, line[-1]
+#: The request istioctl's proxy-status sends (our native client's copy of it).
+SYNCZ = syncz_request("istio-system", None)
 
 
-async def stop_process(process: asyncio.subprocess.Process) -> None:
-    process.terminate()
-    await asyncio.wait_for(process.wait(), 15)
-
-
-def peak_rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM")
-
-
-async def serve_process(istiods: list[FakeIstiod]) -> tuple[asyncio.subprocess.Process, str]:
-    addresses = [arg for istiod in istiods for arg in ("--istiod-address", istiod.address)]
-    return await start_process(sys.executable, "-m", "kubectl_istio_remote", "serve", "--plaintext", "--istiod-plaintext", *addresses)
-
-
-async def sequential(istiods: list[FakeIstiod]) -> None:
-    """Ask each replica in turn over one kept channel, like a fan-out loop without port-forwards."""
-    for istiod in istiods:
-        await ask(Connection(istiod.address, tls=False), [syncz()])
+async def sequential(istiods: list[str]) -> None:
+    """Ask each replica in turn, like a fan-out loop without port-forwards."""
+    for address in istiods:
+        await ask(Connection(address, tls=False), [SYNCZ])
 
 
 async def fan_out_rows() -> list[tuple[str, str, str]]:
-    istiods = [FakeIstiod(f"istiod-{i}", [f"app-{i}-{p}.sample" for p in range(100)], delay=0.2) for i in range(5)]
-    for istiod in istiods:
-        await istiod.start()
-    process, address = await serve_process(istiods)
-    try:
-        through_serve = await timed(lambda: ask(Connection(address, tls=False), [syncz()]))
-        one_replica = await timed(lambda: ask(Connection(istiods[0].address, tls=False), [syncz()]))
+    async with stand_in_istiods(5, 100, delay=0.2) as istiods, serve(istiods) as (_, address):
+        through_serve = await timed(lambda: ask(Connection(address, tls=False), [SYNCZ]))
+        one_replica = await timed(lambda: ask(Connection(istiods[0], tls=False), [SYNCZ]))
         in_turn = await timed(lambda: sequential(istiods))
-    finally:
-        await stop_process(process)
-        for istiod in istiods:
-            await istiod.stop()
     limit = 1.15 * one_replica + 0.050
     return [
         ("slowest single istiod (floor)", f"{one_replica * 1000:.0f} ms", ""),
@@ -100,25 +74,19 @@ async def fan_out_rows() -> list[tuple[str, str, str]]:
 
 async def volume_rows() -> list[tuple[str, str, str]]:
     proxies = 10_000
-    istiods = [FakeIstiod(f"istiod-{i}", [f"app-{i}-{p}.sample" for p in range(proxies)]) for i in range(5)]
-    whole = FakeIstiod("whole", [f"app-{i}-{p}.sample" for i in range(5) for p in range(proxies)])
-    for istiod in [*istiods, whole]:
-        await istiod.start()
-    serve, serve_address = await serve_process(istiods)
-    relay, relay_address = await start_process(sys.executable, str(RELAY), whole.address)
-    try:
-        idle_rss, idle_relay_rss = peak_rss_bytes(serve.pid), peak_rss_bytes(relay.pid)
-        reply = await ask(Connection(serve_address, tls=False), [syncz()])
+    whole_mesh = ["--name", "whole", "--groups", "0", "1", "2", "3", "4", "--proxies", str(proxies)]
+    async with contextlib.AsyncExitStack() as stack:
+        istiods = await stack.enter_async_context(stand_in_istiods(5, proxies))
+        _, whole = await stack.enter_async_context(listening(sys.executable, "-m", "tests.doubles.istiod", *whole_mesh))
+        server, serve_address = await stack.enter_async_context(serve(istiods))
+        relay, relay_address = await stack.enter_async_context(listening(sys.executable, str(RELAY), whole))
+        idle_rss, idle_relay_rss = memory_kib(server.pid, "VmHWM") * 1024, memory_kib(relay.pid, "VmHWM") * 1024
+        reply = await ask(Connection(serve_address, tls=False), [SYNCZ])
         payload = reply.responses[0].ByteSize()
-        through_serve = await timed(lambda: ask(Connection(serve_address, tls=False), [syncz()]))
-        through_relay = await timed(lambda: ask(Connection(relay_address, tls=False), [syncz()]))
-        rss_growth = peak_rss_bytes(serve.pid) - idle_rss
-        relay_rss_growth = peak_rss_bytes(relay.pid) - idle_relay_rss
-    finally:
-        for process in (serve, relay):
-            await stop_process(process)
-        for istiod in [*istiods, whole]:
-            await istiod.stop()
+        through_serve = await timed(lambda: ask(Connection(serve_address, tls=False), [SYNCZ]))
+        through_relay = await timed(lambda: ask(Connection(relay_address, tls=False), [SYNCZ]))
+        rss_growth = memory_kib(server.pid, "VmHWM") * 1024 - idle_rss
+        relay_rss_growth = memory_kib(relay.pid, "VmHWM") * 1024 - idle_relay_rss
     ratio = through_serve / through_relay
     return [
         ("merged syncz payload (5 x 10 000 proxies)", f"{payload / 1e6:.1f} MB", ""),

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import statistics
 
+from bench.sandbox import running_sandbox
 from bench.timing import run_samples
-from tests.sandbox import sandbox as sandbox_control
-from tests.sandbox.mesh import ISTIO_NAMESPACE, istiod_addresses
 
 ROUNDS = 7
 CLUSTERS = ["--context", "remote", "--external-context", "external"]
@@ -26,19 +25,14 @@ def timed(argv: list[str], env: dict[str, str], rounds: int = ROUNDS) -> float:
 
 
 def main() -> None:
-    was_running = sandbox_control.is_running(3, 6)
-    sandbox_control.up(3, 6)
-    try:
-        env = sandbox_control.process_environment()
+    with running_sandbox() as sandbox:
+        env = sandbox.env
         one_replica = timed(
-            ["istioctl", "proxy-status", "--context", "remote", "-i", ISTIO_NAMESPACE],
-            {**env, "ISTIOCTL_XDS_ADDRESS": f"{istiod_addresses()[0]}:15012"},
+            ["istioctl", "proxy-status", "--context", "remote", "-i", sandbox.istio_namespace],
+            {**env, "ISTIOCTL_XDS_ADDRESS": f"{sandbox.istiods[0]}:15012"},
         )
         local = timed(["kubectl-istio_remote", "proxy-status", *CLUSTERS, "--mode", "local"], env)
         pod = timed(["kubectl-istio_remote", "proxy-status", *CLUSTERS, "--mode", "pod"], env)
-    finally:
-        if not was_running:
-            sandbox_control.down()
     ratio = local / one_replica
     extra = pod - local
     print(f"### `proxy-status` end to end: 3 istiod replicas, 6 sidecars (median of {ROUNDS})\n")

@@ -2,8 +2,7 @@
 clients that vanish mid-request, 200 concurrent streams with `serve`'s peak RSS, and a bearer
 token that must never reach a log.
 
-`python -m tests.test_aggregator_abuse` prints the concurrency and memory table recorded in
-tests/RELIABILITY.md.
+The figures of serve's memory under concurrent streams come from `python -m bench.memory`.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import logging
 import os
 import signal
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -419,26 +417,3 @@ async def test_the_token_never_reaches_a_log_even_on_failure_paths(tmp_path: Pat
         assert address in output, "each failure is logged, so the log read below is the real one"
     assert TOKEN not in output and TOKEN.split(".")[1] not in output
     assert "Traceback" not in output
-
-
-async def _print_table() -> None:
-    """The table of tests/RELIABILITY.md: peak RSS of `serve` by concurrent streams and payload."""
-    print(f"{ROUNDS} rounds per row; growth = peak RSS growth over the ready process / (streams x merged syncz)\n")
-    print(
-        "| streams | proxies | merged syncz | complete answers | RSS ready"
-        f" | peak, round 1 | peak, round {ROUNDS} | growth, round 1 | growth, round {ROUNDS} |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory() as directory:
-        for streams, proxies_each in ((1, PROXIES_EACH), (50, PROXIES_EACH), (200, PROXIES_EACH), (200, 4 * PROXIES_EACH)):
-            load = await concurrent_streams(streams, proxies_each, ROUNDS, Path(directory) / "serve.log")
-            print(
-                f"| {load.streams} | {load.proxies} | {load.payload_bytes / 1e6:.2f} MB"
-                f" | {load.complete}/{load.streams * load.rounds}"
-                f" | {load.ready_kib / 1024:.0f} MiB | {load.first_peak_kib / 1024:.0f} MiB | {load.peak_kib / 1024:.0f} MiB"
-                f" | {load.growth(load.first_peak_kib):.2f} | {load.growth(load.peak_kib):.2f} |"
-            )
-
-
-if __name__ == "__main__":
-    asyncio.run(_print_table())

@@ -141,3 +141,33 @@ def _packed(message) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)
     return packed
+
+
+async def _serve_until_terminated(istiod: FakeIstiod) -> None:
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    print(f"listening on {await istiod.start()}", flush=True)
+    await stop.wait()
+    await istiod.stop()
+
+
+def main() -> None:
+    """`python -m tests.doubles.istiod`: one stand-in replica as a process (the benchmarks run them so)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tests.doubles.istiod", description=main.__doc__)
+    parser.add_argument("--name", default="istiod-0")
+    parser.add_argument("--groups", type=int, nargs="+", default=[0], help="proxies are named app-GROUP-N.sample")
+    parser.add_argument("--proxies", type=int, default=2, help="proxies per group")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
+    args = parser.parse_args()
+    proxies = [f"app-{group}-{index}.sample" for group in args.groups for index in range(args.proxies)]
+    asyncio.run(_serve_until_terminated(FakeIstiod(args.name, proxies, delay=args.delay)))
+
+
+if __name__ == "__main__":
+    main()

@@ -3,8 +3,8 @@
 Each run starts `proxy-status` (pod mode, real istioctl) or `shell -- sleep`, waits a random
 0-4 s, sends SIGINT, SIGTERM or SIGHUP to its process group as a terminal would, and checks the
 exit code (0 if it had finished, else 128+n) and that no object with our label remains.
-`python -m tests.e2e.test_signals_randomized` runs the campaign alone and prints the table
-recorded in tests/RELIABILITY.md.
+`SIGNAL_RUNS=50 tests/run tests/e2e/test_signals_randomized.py -s` runs the campaign alone and prints the
+table recorded in tests/RELIABILITY.md; a red run names its seed, and `SIGNAL_SEED=N` replays it.
 """
 
 from __future__ import annotations
@@ -107,6 +107,7 @@ def table(outcomes: list[Outcome]) -> str:
 
 def test_signals_at_random_moments_leave_nothing_and_exit_as_documented(sandbox: Sandbox) -> None:
     outcomes = campaign(sandbox, RUNS, SEED)
+    print(f"\nseed {SEED}, {len(outcomes)} runs\n{table(outcomes)}")
     bad = [o for o in outcomes if not o.ok]
     assert not bad, (
         f"{len(bad)} of {len(outcomes)} runs went wrong (replay with SIGNAL_SEED={SEED}):\n"
@@ -114,15 +115,3 @@ def test_signals_at_random_moments_leave_nothing_and_exit_as_documented(sandbox:
         + "\n"
         + table(outcomes)
     )
-
-
-if __name__ == "__main__":
-    from tests.e2e.conftest import ISTIODS, PROXIES, connect
-    from tests.sandbox import sandbox as sandbox_control
-
-    sandbox_control.up(ISTIODS, PROXIES)
-    results = campaign(connect(), RUNS, seed=2026)
-    print(table(results))
-    for outcome in results:
-        if not outcome.ok:
-            print(outcome)

@@ -16,6 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     up = commands.add_parser("up", help="start the sandbox (idempotent)")
     up.add_argument("--istiods", type=int, default=3)
     up.add_argument("--proxies", type=int, default=6)
+    status = commands.add_parser("status", help="exit 0 if a sandbox of this shape is running, 1 if not")
+    status.add_argument("--istiods", type=int, default=3)
+    status.add_argument("--proxies", type=int, default=6)
     commands.add_parser("env", help="print shell exports for the sandbox")
     commands.add_parser("down", help="stop every sandbox process and remove its state")
     args = parser.parse_args(argv)
@@ -31,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             sandbox.up(args.istiods, args.proxies)
             log(f"up in {time.monotonic() - started:.0f} s; run `eval $(python -m tests.sandbox env)`")
+        elif args.command == "status":
+            from tests.sandbox import sandbox
+
+            running = sandbox.is_running(args.istiods, args.proxies)
+            print("running" if running else "not running")
+            return 0 if running else 1
         elif args.command == "env":
             from tests.sandbox import sandbox
 
