@@ -53,8 +53,15 @@ class SessionFlags:
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> SessionFlags:
-        """The fields a command declared; the others keep their defaults (cleanup has no --image)."""
+        """The fields a command declared; the others keep their defaults (cleanup has no --image).
+
+        `params` are click's parsed values, before Typer's conversions: enums arrive as their values.
+        """
         chosen = {item.name: params[item.name] for item in fields(cls) if item.name in params}
+        if "mode" in chosen:
+            chosen["mode"] = Mode(chosen["mode"])
+        if "pull_policy" in chosen:
+            chosen["pull_policy"] = PullPolicy(chosen["pull_policy"])
         if "image_pull_secret" in chosen:
             chosen["image_pull_secret"] = tuple(chosen["image_pull_secret"] or ())
         return cls(**chosen)

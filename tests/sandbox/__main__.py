@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--istiods", type=int, default=3)
     status.add_argument("--proxies", type=int, default=6)
     commands.add_parser("env", help="print shell exports for the sandbox")
+    latency = commands.add_parser("latency", help="toxiproxy in front of both API servers: set the round trip, print its kubeconfig")
+    latency.add_argument("--rtt-ms", type=int, required=True)
     commands.add_parser("down", help="stop every sandbox process and remove its state")
     args = parser.parse_args(argv)
 
@@ -40,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
             running = sandbox.is_running(args.istiods, args.proxies)
             print("running" if running else "not running")
             return 0 if running else 1
+        elif args.command == "latency":
+            from tests.sandbox import latency
+
+            latency.print_round_trip(args.rtt_ms)
         elif args.command == "env":
             from tests.sandbox import sandbox
 

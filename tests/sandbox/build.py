@@ -24,6 +24,8 @@ KREW_VERSION = "v0.5.0"
 ETCD_VERSION = "v3.7.3"
 #: Lints the release workflow, which cannot run here (tests/test_distribution.py).
 ACTIONLINT_VERSION = "v1.7.12"
+#: Adds round-trip time in front of the API servers for bench/network.py (`python -m tests.sandbox latency`).
+TOXIPROXY_VERSION = "v2.12.0"
 # The module proxy serves no released istio tag (they lack the `v`, and this machine's proxy
 # refuses arbitrary commits), so we pin the newest master pseudo-version it serves.
 ISTIO_PSEUDO_VERSION = "v0.0.0-20260827124520-eed52ebb66ad"
@@ -99,6 +101,13 @@ COMPONENTS: tuple[Component, ...] = (
             "validate-krew-manifest": "sigs.k8s.io/krew/cmd/validate-krew-manifest",
         },
         ldflags=f"-s -w -X sigs.k8s.io/krew/internal/version.gitTag={KREW_VERSION}",
+    ),
+    Component(
+        "toxiproxy",
+        "github.com/Shopify/toxiproxy/v2",
+        TOXIPROXY_VERSION,
+        {"toxiproxy-server": "github.com/Shopify/toxiproxy/v2/cmd/server"},
+        ldflags="-s -w",
     ),
     Component(
         "actionlint",

@@ -116,8 +116,31 @@ def _apiserver(spec: ClusterSpec, ca: Authority) -> None:
             f"--kubelet-client-key={kubelet_key}",
             "--allow-privileged=true",
             "--profiling=false",
+            # Every request, with its user agent: bench/network.py counts the plugin's and istioctl's.
+            f"--audit-policy-file={_audit_policy()}",
+            f"--audit-log-path={audit_log(spec.name)}",
+            "--audit-log-format=json",
         ],
     )
+
+
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived", "ResponseStarted"]
+rules:
+- level: Metadata
+"""
+
+
+def audit_log(name: str) -> Path:
+    return STATE / "audit" / f"{name}.log"
+
+
+def _audit_policy() -> Path:
+    path = STATE / "audit" / "policy.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(AUDIT_POLICY)
+    return path
 
 
 def _controller_manager(spec: ClusterSpec, ca: Authority) -> None:

@@ -1,0 +1,134 @@
+"""The plugin over a slow network (issue 11): toxiproxy in front of both API servers, RTT 0, 50 and 150 ms.
+
+For each command: median wall time, effective sequential round trips (T(rtt) - T(0)) / rtt, CPU
+seconds (the command and its children, istioctl included), and the requests it sent to each API
+server (from the API servers' audit logs, by user agent: ours and istioctl's; the aggregator pod's
+own requests do not cross the slow link and are left out). Targets: local mode <= 12 effective
+round trips, pod mode <= 20, local mode's CPU at 0 ms <= 0.6 s.
+
+Run: `python -m bench.network` (brings the sandbox up if it is not running, leaves it as found).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.sandbox import SANDBOX, Sandbox, running_sandbox
+
+ROUNDS = int(os.environ.get("NETWORK_ROUNDS", "5"))
+RTTS_MS = (0, 50, 150)
+CLUSTERS = ["--context", "remote", "--external-context", "external"]
+#: User agents of the requests that cross the slow link: the plugin on the user's machine, and istioctl.
+OURS = "kubectl-istio-remote/"
+SERVE_AGENT = "kubectl-istio-remote/serve"
+TARGETS = {"proxy-status --mode local": 12, "proxy-status --mode pod": 20}
+
+
+@dataclass(frozen=True)
+class Run:
+    wall: float
+    cpu: float
+    requests: dict[str, int]
+
+
+def commands(sandbox: Sandbox) -> dict[str, tuple[list[str], dict[str, str]]]:
+    direct = {"ISTIOCTL_XDS_ADDRESS": f"{sandbox.istiods[0]}:15012"}
+    plugin = ["kubectl-istio_remote"]
+    return {
+        "istioctl straight at one replica": (["istioctl", "proxy-status", "--context", "remote", "-i", sandbox.istio_namespace], direct),
+        "proxy-status --mode local": ([*plugin, "proxy-status", *CLUSTERS, "--mode", "local"], {}),
+        "proxy-status --mode local --native": ([*plugin, "proxy-status", *CLUSTERS, "--mode", "local", "--native"], {}),
+        "proxy-status --mode pod": ([*plugin, "proxy-status", *CLUSTERS, "--mode", "pod"], {}),
+        "proxy-status --mode pod --native": ([*plugin, "proxy-status", *CLUSTERS, "--mode", "pod", "--native"], {}),
+        "shell --mode local -- true": ([*plugin, "shell", *CLUSTERS, "--mode", "local", "--", "true"], {}),
+        "shell --mode pod -- true": ([*plugin, "shell", *CLUSTERS, "--mode", "pod", "--", "true"], {}),
+    }
+
+
+def latency(rtt_ms: int) -> dict[str, object]:
+    """Set the toxiproxies' round trip; returns the slow kubeconfig and the audit logs."""
+    printed = subprocess.run([*SANDBOX, "latency", "--rtt-ms", str(rtt_ms)], capture_output=True, text=True, check=True).stdout
+    return dict(json.loads(printed))
+
+
+def requests_since(offsets: dict[str, int], logs: dict[str, str]) -> dict[str, int]:
+    counts = {}
+    for cluster, path in logs.items():
+        with open(path, "rb") as log:
+            log.seek(offsets[cluster])
+            agents = [json.loads(line).get("userAgent", "") for line in log if line.strip()]
+        counts[cluster] = sum(
+            1 for agent in agents if (agent.startswith(OURS) and not agent.startswith(SERVE_AGENT)) or agent.startswith("istioctl")
+        )
+    return counts
+
+
+def run_once(argv: list[str], env: dict[str, str], logs: dict[str, str]) -> Run:
+    offsets = {cluster: Path(path).stat().st_size for cluster, path in logs.items()}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False, timeout=300)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
+    time.sleep(0.5)  # the audit log is written as each request completes; the last one lands within a moment
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Run(wall, cpu, requests_since(offsets, logs))
+
+
+def measure(sandbox: Sandbox) -> dict[int, dict[str, list[Run]]]:
+    results: dict[int, dict[str, list[Run]]] = {}
+    for rtt in RTTS_MS:
+        slow = latency(rtt)
+        env = {**sandbox.env, "KUBECONFIG": str(slow["kubeconfig"])}
+        logs = dict(slow["audit_logs"])  # type: ignore[call-overload]
+        results[rtt] = {}
+        for name, (argv, extra) in commands(sandbox).items():
+            run_once(argv, {**env, **extra}, logs)  # warm-up
+            results[rtt][name] = [run_once(argv, {**env, **extra}, logs) for _ in range(ROUNDS)]
+            print(f"rtt {rtt} ms: {name}: {statistics.median(r.wall for r in results[rtt][name]):.2f} s", file=sys.stderr, flush=True)
+    latency(0)
+    return results
+
+
+def table(results: dict[int, dict[str, list[Run]]]) -> str:
+    names = list(results[RTTS_MS[0]])
+    header = ["command", *(f"{rtt} ms RTT" for rtt in RTTS_MS), *(f"round trips at {rtt} ms" for rtt in RTTS_MS[1:])]
+    header += ["CPU at 0 ms", "requests (external, remote)", "target"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name in names:
+        wall = {rtt: statistics.median(run.wall for run in results[rtt][name]) for rtt in RTTS_MS}
+        trips = {rtt: (wall[rtt] - wall[0]) / (rtt / 1000) for rtt in RTTS_MS[1:]}
+        cpu = statistics.median(run.cpu for run in results[0][name])
+        counts = results[0][name][-1].requests
+        target = TARGETS.get(name)
+        verdict = ""
+        if target is not None:
+            worst = max(trips.values())
+            verdict = f"<= {target}: {'met' if worst <= target else 'NOT met'}"
+        if name == "proxy-status --mode local":
+            verdict += f"; CPU <= 0.6 s: {'met' if cpu <= 0.6 else 'NOT met'}"
+        cells = [f"`{name}`", *(f"{wall[rtt]:.2f} s" for rtt in RTTS_MS), *(f"{trips[rtt]:.1f}" for rtt in RTTS_MS[1:])]
+        cells += [f"{cpu:.2f} s", f"{counts.get('external', 0)}, {counts.get('remote', 0)}", verdict]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    with running_sandbox() as sandbox:
+        results = measure(sandbox)
+    print(f"### `proxy-status` and `shell` over a slow network (median of {ROUNDS}, after one warm-up)\n")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
