@@ -54,6 +54,7 @@ def command(
 
     from kubectl_istio_remote.aggregator import assembly, server
     from kubectl_istio_remote.relay import TcpDialer
+    from kubectl_istio_remote.startup import settle_start_up
 
     replicas = assembly.Replicas(namespace or DEFAULT_NAMESPACE, revision, istiod_label, istiod_port, tuple(istiod_address or ()))
     if plaintext:
@@ -74,10 +75,12 @@ def command(
     )
     cluster = None
     if discover:
-        from kubectl_istio_remote.kube.cluster import Cluster, api_client
+        from kubectl_istio_remote.kube.cluster import SERVE_USER_AGENT, Cluster, api_client
 
-        cluster = Cluster(context or "in-cluster", kubeconfig, api_client(kubeconfig, context, in_cluster_first=True))
+        api = api_client(kubeconfig, context, in_cluster_first=True, user_agent=SERVE_USER_AGENT)
+        cluster = Cluster(context or "in-cluster", kubeconfig, api)
     aggregator = assembly.assemble(settings, replicas, TcpDialer(), cluster)
+    settle_start_up()  # serve runs for hours: collect what it allocates from now on
     asyncio.run(server.serve_until_signalled(aggregator, console))
 
 

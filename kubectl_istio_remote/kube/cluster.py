@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kubectl_istio_remote import __version__
 from kubectl_istio_remote.errors import UsageError, UserError
 from kubectl_istio_remote.istio import API_REQUEST_SECONDS
 from kubectl_istio_remote.kube.errors import Action, ApiError, UnreachableError, server_message
@@ -20,11 +25,16 @@ if TYPE_CHECKING:
 Object = dict[str, Any]
 Timeout = float | tuple[float, float | None]
 CONNECT_SECONDS = 10.0
+#: How the API servers' logs tell our requests from others'; `serve` adds its own name.
+USER_AGENT = f"kubectl-istio-remote/{__version__}"
+SERVE_USER_AGENT = f"kubectl-istio-remote-serve/{__version__}"
 #: Only these fields of a patch are ours to set; strategic merge keeps everything else of the object.
 MERGE_PATCH = "application/strategic-merge-patch+json"
 
 
-def api_client(kubeconfig: str | None = None, context: str | None = None, *, in_cluster_first: bool = False) -> ApiClient:
+def api_client(
+    kubeconfig: str | None = None, context: str | None = None, *, in_cluster_first: bool = False, user_agent: str = USER_AGENT
+) -> ApiClient:
     """A client for one context of the kubeconfig; `in_cluster_first` suits the aggregator pod."""
     from kubernetes import client, config
 
@@ -32,14 +42,59 @@ def api_client(kubeconfig: str | None = None, context: str | None = None, *, in_
     if in_cluster_first:
         try:
             config.load_incluster_config(client_configuration=configuration)
-            return client.ApiClient(configuration)
+            return _client(configuration, user_agent)
         except config.ConfigException:
             pass
     try:
-        config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
+        with credential_plugin_failures() as failures:
+            config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
     except (config.ConfigException, FileNotFoundError) as error:
         raise UserError(f"cannot load kubeconfig: {error}", "check --kubeconfig, KUBECONFIG and --context") from None
-    return client.ApiClient(configuration)
+    if failures:
+        raise UserError(
+            f"the credential plugin of context {context or '(current)'} failed: {failures[0]}",
+            "log in again as the plugin's message says, or check that context's user in your kubeconfig",
+        )
+    return _client(configuration, user_agent)
+
+
+def _client(configuration: Any, user_agent: str) -> ApiClient:
+    from kubernetes import client
+
+    api = client.ApiClient(configuration)
+    api.user_agent = user_agent
+    return api
+
+
+@contextlib.contextmanager
+def credential_plugin_failures() -> Iterator[list[str]]:
+    """What the client's kubeconfig loader logged as errors while it ran an exec credential plugin.
+
+    The loader logs a failed plugin and carries on without credentials, so the user would meet an
+    anonymous 403 and be sent to fix RBAC; this turns the logged failure into the error instead,
+    and keeps the loader's log lines off the terminal.
+    """
+    failures: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.ERROR and f"kubernetes{os.sep}config" in record.pathname:
+                failures.append(_plugin_message(record.getMessage()))
+
+    handler = Collect()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield failures
+    finally:
+        root.removeHandler(handler)
+
+
+def _plugin_message(logged: str) -> str:
+    """`exec: process returned 1. login required` -> `exit 1: login required`: the plugin's own words, on one line."""
+    match = re.match(r"exec: process returned (\d+)\.?\s*(.*)", logged, re.DOTALL)
+    text = f"exit {match[1]}: {match[2]}" if match else logged.removeprefix("exec: ")
+    return re.sub(r"\s+", " ", text).strip().rstrip(":")
 
 
 @dataclass(frozen=True)

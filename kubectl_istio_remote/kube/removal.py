@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from kubectl_istio_remote.console import Console
 from kubectl_istio_remote.errors import UnavailableError
 from kubectl_istio_remote.kube.cluster import Cluster
+from kubectl_istio_remote.kube.concurrent import outcomes_of
 from kubectl_istio_remote.kube.errors import ApiError, UnreachableError
 from kubectl_istio_remote.kube.kinds import Kind
 
@@ -42,7 +44,8 @@ def delete_objects(
     An API server restart (an upgrade, a failover) takes seconds: waiting for it leaves nothing
     behind where giving up at the first refused connection would. The user is told once that we
     wait, and `stop_waiting()` (a signal during teardown) ends the wait at once; every object still
-    gets one attempt. Returns "Kind/name" of what was removed (404s are not reported); if anything
+    gets one attempt. Each attempt deletes every object left at once (one round trip, not one per
+    object); the pod owns the rest, so their order does not matter. Returns "Kind/name" of what was removed (404s are not reported); if anything
     is left, raises one error naming it, the API server, and `hint`, the command that removes it.
     """
     removed: list[str] = []
@@ -51,24 +54,26 @@ def delete_objects(
     pause = FIRST_PAUSE_SECONDS
     warned = False
     while pending and time.monotonic() < deadline:
-        ref = pending[0]
-        try:
-            cluster.delete(ref.kind, namespace, ref.name, timeout=max(0.5, min(REQUEST_CEILING_SECONDS, deadline - time.monotonic())))
-        except ApiError as error:
-            if error.status == 404:  # already gone, or never created: nothing to report
-                pending.pop(0)
-                continue
-            if error.status not in TRANSIENT_STATUSES:
-                raise
-            cause = f"{error.status} {error.server_message}"
-        except UnreachableError as error:
-            cause = error.cause
-        else:
-            removed.append(str(ref))
-            pending.pop(0)
+        timeout = max(0.5, min(REQUEST_CEILING_SECONDS, deadline - time.monotonic()))
+        deletes = [functools.partial(cluster.delete, ref.kind, namespace, ref.name, timeout=timeout) for ref in pending]
+        left = []
+        for ref, outcome in zip(pending, outcomes_of(deletes), strict=True):
+            if outcome is None:
+                removed.append(str(ref))
+            elif isinstance(outcome, ApiError) and outcome.status == 404:
+                pass  # already gone, or never created: nothing to report
+            elif isinstance(outcome, ApiError) and outcome.status in TRANSIENT_STATUSES:
+                cause = f"{outcome.status} {outcome.server_message}"
+                left.append(ref)
+            elif isinstance(outcome, UnreachableError):
+                cause = outcome.cause
+                left.append(ref)
+            else:
+                raise outcome
+        if len(left) < len(pending):
             pause = FIRST_PAUSE_SECONDS
-            continue
-        if stop_waiting():
+        pending = left
+        if not pending or stop_waiting():
             break
         if not warned:
             warned = True
