@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import time
 from dataclasses import dataclass
 
 from kubectl_istio_remote.console import Console
 from kubectl_istio_remote.kube.cluster import Cluster
+from kubectl_istio_remote.kube.concurrent import all_of
 from kubectl_istio_remote.kube.kinds import POD, SESSION_KINDS
 from kubectl_istio_remote.kube.labels import EXPIRES_ANNOTATION, EXPIRES_FORMAT, SELECTOR, SESSION_LABEL, USER_LABEL, label_value
 from kubectl_istio_remote.kube.records import Pod, items
@@ -28,8 +30,9 @@ def find(cluster: Cluster, namespace: str, now: datetime.datetime | None = None)
     """Every object with our label in `namespace`, marked expired once its session's deadline has passed (or its pod ended)."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
     found = []
-    for kind in SESSION_KINDS:
-        for obj in items(cluster.list_objects(kind, namespace, labels=SELECTOR)):
+    listed = all_of([functools.partial(cluster.list_objects, kind, namespace, labels=SELECTOR) for kind in SESSION_KINDS])
+    for kind, objects in zip(SESSION_KINDS, listed, strict=True):
+        for obj in items(objects):
             record = Pod.of(obj)
             expires = record.meta.annotations.get(EXPIRES_ANNOTATION, "")
             expired = (kind is POD and record.ended) or not expires or _parse(expires) <= now
@@ -60,16 +63,12 @@ def remove(cluster: Cluster, namespace: str, leftovers: list[Leftover], console:
     return delete_objects(cluster, namespace, refs, deadline, console, hint="run the same cleanup again once it answers")
 
 
-def warn_about_leftovers(cluster: Cluster, namespace: str, console: Console) -> None:
-    """One line on stderr when earlier sessions left expired objects; silent if we may not list them."""
-    try:
-        expired = [leftover for leftover in find(cluster, namespace) if leftover.expired]
-    except Exception as error:  # noqa: BLE001 - a warning must never stop the command
-        console.detail(f"cannot look for leftovers: {error}")
-        return
-    if expired:
-        sessions = sorted({leftover.session for leftover in expired})
-        console.warning(
-            f"{len(expired)} expired object(s) of earlier sessions ({', '.join(sessions)}) in {namespace} "
-            f"of context {cluster.context}: run `kubectl istio-remote cleanup`"
-        )
+def leftover_warning(expired: list[Leftover], cluster: Cluster, namespace: str) -> str:
+    """One line when earlier sessions left expired objects ("" when none did)."""
+    if not expired:
+        return ""
+    sessions = sorted({leftover.session for leftover in expired})
+    return (
+        f"{len(expired)} expired object(s) of earlier sessions ({', '.join(sessions)}) in {namespace} "
+        f"of context {cluster.context}: run `kubectl istio-remote cleanup`"
+    )

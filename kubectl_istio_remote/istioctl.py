@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kubectl_istio_remote.errors import UserError
@@ -73,3 +75,10 @@ def environment(address: str, istio_namespace: str) -> dict[str, str]:
 
 def cluster_flags(kubeconfig: str | None, context: str) -> list[str]:
     return (["--kubeconfig", kubeconfig] if kubeconfig else []) + ["--context", context]
+
+
+def find_soon(explicit: str | None) -> Callable[[], Istioctl | None]:
+    """Start `find` (it runs istioctl once for its version) while the caller talks to the clusters; call the result to have it."""
+    from kubectl_istio_remote.kube.concurrent import in_background
+
+    return in_background(functools.partial(find, explicit))

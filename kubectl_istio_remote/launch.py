@@ -11,6 +11,9 @@ import sys
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    from kubectl_istio_remote.startup import defer_collection
+
+    defer_collection()
     from kubectl_istio_remote.cli import main as cli_main
 
     sys.exit(cli_main())

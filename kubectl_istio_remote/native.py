@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
 
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
 
 from kubectl_istio_remote.errors import UnavailableError
 from kubectl_istio_remote.istio import CONTROL_PLANE_ID
 from kubectl_istio_remote.kube.cluster import Cluster
+from kubectl_istio_remote.kube.concurrent import in_background
 from kubectl_istio_remote.kube.kinds import SERVICE_ACCOUNT
 from kubectl_istio_remote.permissions import TOKEN_SERVICE_ACCOUNT
 from kubectl_istio_remote.render import ProxyStatus, proxy_statuses
@@ -27,6 +30,11 @@ def istioctl_token(mesh: Cluster, istio_namespace: str) -> str:
     }
     answer = mesh.create(SERVICE_ACCOUNT, istio_namespace, request, name=TOKEN_SERVICE_ACCOUNT, subresource="token")
     return str((answer.get("status") or {}).get("token", ""))
+
+
+def istioctl_token_soon(mesh: Cluster, istio_namespace: str) -> Callable[[], str]:
+    """Ask for the token now, in the background; call the result to have it (or its error)."""
+    return in_background(functools.partial(istioctl_token, mesh, istio_namespace))
 
 
 def syncz_request(istio_namespace: str, proxy: str | None) -> DiscoveryRequest:

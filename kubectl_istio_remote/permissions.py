@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kubectl_istio_remote.errors import ForbiddenError
 from kubectl_istio_remote.kube.cluster import Cluster
+from kubectl_istio_remote.kube.concurrent import all_of
 from kubectl_istio_remote.kube.kinds import (
     MUTATING_WEBHOOK_CONFIGURATION,
     POD,
@@ -77,9 +80,14 @@ def allowed(need: Need) -> bool:
     return bool((review.get("status") or {}).get("allowed"))
 
 
-def require(required: list[Need]) -> None:
+def check(required: Sequence[Need]) -> list[bool]:
+    """Whether each right is granted, every review sent at once."""
+    return all_of([functools.partial(allowed, need) for need in required])
+
+
+def refuse_missing(required: Sequence[Need], granted: Sequence[bool]) -> None:
     """Refuse to start, naming every missing right, rather than half-create objects and fail."""
-    missing = [need for need in required if not allowed(need)]
+    missing = [need for need, ok in zip(required, granted, strict=True) if not ok]
     if missing:
         raise ForbiddenError(
             "missing RBAC rights: " + "; ".join(need.description for need in missing),

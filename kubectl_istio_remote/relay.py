@@ -35,6 +35,9 @@ class Target:
         return f"{self.host}:{self.port}"
 
 
+Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
 class Dialer(Protocol):
     """Opens a byte stream to a target; TLS, if any, is added on top by the relay."""
 
@@ -61,11 +64,15 @@ def client_tls_context(ca_file: str | None) -> ssl.SSLContext:
 class Relay:
     """Listens on 127.0.0.1 and joins every accepted connection to a new stream to `target`."""
 
-    def __init__(self, target: Target, dialer: Dialer, tls: ssl.SSLContext | None = None, port: int = 0) -> None:
+    def __init__(self, target: Target, dialer: Dialer, tls: ssl.SSLContext | None = None, port: int = 0, keep_spare: bool = False) -> None:
         self.target = target
         self._dialer = dialer
         self._tls = tls
         self._port = port
+        #: Open the next stream as soon as one has worked, so the next connection need not wait for
+        #: a dial (a port-forward's websocket costs three round trips to the API server).
+        self._keep_spare = keep_spare
+        self._spare: asyncio.Future[Stream] | None = None
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task] = set()
         #: Why the last connection could not be made, "" once one succeeds: errors name the real cause.
@@ -82,21 +89,45 @@ class Relay:
             self._server.close()
         for pipe in list(self._pipes):
             pipe.cancel()
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.cancel()
+            if spare.done() and not spare.cancelled() and spare.exception() is None:
+                spare.result()[1].close()
+
+    async def _dial(self) -> Stream:
+        remote_reader, remote_writer = await asyncio.wait_for(self._dialer.open(self.target), CONNECT_TIMEOUT_SECONDS)
+        if self._tls is not None:
+            await asyncio.wait_for(
+                remote_writer.start_tls(self._tls, server_hostname=self.target.authority or None),
+                CONNECT_TIMEOUT_SECONDS,
+            )
+        return remote_reader, remote_writer
+
+    async def _connect(self) -> Stream:
+        """The spare stream if one is ready and still open, else a new one."""
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            try:
+                reader, writer = await spare
+                if not writer.is_closing() and not reader.at_eof():
+                    return reader, writer
+                writer.close()
+            except Exception:  # noqa: BLE001 - a spare that failed is no loss: dial afresh
+                pass
+        return await self._dial()
 
     async def _accept(self, local_reader: asyncio.StreamReader, local_writer: asyncio.StreamWriter) -> None:
         try:
-            remote_reader, remote_writer = await asyncio.wait_for(self._dialer.open(self.target), CONNECT_TIMEOUT_SECONDS)
-            if self._tls is not None:
-                await asyncio.wait_for(
-                    remote_writer.start_tls(self._tls, server_hostname=self.target.authority or None),
-                    CONNECT_TIMEOUT_SECONDS,
-                )
+            remote_reader, remote_writer = await self._connect()
         except Exception as error:  # noqa: BLE001 - any dialer's failure: close this connection, keep the reason
             self.last_error = f"cannot reach {self.target.name}: {str(error).strip() or type(error).__name__}"
             log.debug(self.last_error)
             local_writer.close()
             return
         self.last_error = ""
+        if self._keep_spare and self._spare is None:
+            self._spare = asyncio.ensure_future(self._dial())
         pipes = [asyncio.create_task(_pipe(local_reader, remote_writer)), asyncio.create_task(_pipe(remote_reader, local_writer))]
         self._pipes.update(pipes)
         try:

@@ -58,7 +58,7 @@ def test_each_right_is_one_review_and_every_missing_one_is_named_at_once(tmp_pat
         external_script.on("POST", SELF_SUBJECT_ACCESS_REVIEW.path(), Answer(201, {"status": {"allowed": False}}))
         needs = permissions.needs(Mode.local, mesh, external, NS)
         with pytest.raises(ForbiddenError) as raised:
-            permissions.require(needs)
+            permissions.refuse_missing(needs, permissions.check(needs))
     assert len(external_script.requests) == 5 and len(mesh_script.requests) == 1
     token_review = mesh_script.requests[0][2]
     assert token_review["spec"]["resourceAttributes"] == {

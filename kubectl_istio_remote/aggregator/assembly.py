@@ -13,6 +13,7 @@ from kubectl_istio_remote.relay import Dialer, Target
 
 if TYPE_CHECKING:
     from kubectl_istio_remote.kube.cluster import Cluster
+    from kubectl_istio_remote.kube.records import Pod
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,14 @@ class Replicas:
     def authority(self) -> str:
         return istiod_authority(self.namespace, self.revision)
 
-    def source(self, cluster: Cluster | None) -> TargetSource:
+    def source(self, cluster: Cluster | None, known: tuple[list[Pod], str] | None = None) -> TargetSource:
+        """Fixed addresses, or discovery in `cluster`, starting from `known` pods (and their list's resourceVersion) when given."""
         if self.addresses:
             return StaticTargets(static_target(address, self.authority) for address in self.addresses)
         if cluster is None:
             raise ValueError("discovering istiod pods needs a cluster")
-        return PodDiscovery(cluster, self.namespace, istiod_selector(self.revision, self.label), self.port, self.authority)
+        selector = istiod_selector(self.revision, self.label)
+        return PodDiscovery(cluster, self.namespace, selector, self.port, self.authority, known)
 
 
 def self_signed_serving_pair(replicas: Replicas) -> tuple[bytes, bytes]:
@@ -45,8 +48,10 @@ def self_signed_serving_pair(replicas: Replicas) -> tuple[bytes, bytes]:
     return self_signed_pair(["localhost", replicas.authority], ["127.0.0.1"])
 
 
-def assemble(settings: Settings, replicas: Replicas, dialer: Dialer, cluster: Cluster | None = None) -> Aggregator:
-    return Aggregator(settings, replicas.source(cluster), dialer)
+def assemble(
+    settings: Settings, replicas: Replicas, dialer: Dialer, cluster: Cluster | None = None, known: tuple[list[Pod], str] | None = None
+) -> Aggregator:
+    return Aggregator(settings, replicas.source(cluster, known), dialer)
 
 
 def static_target(address: str, authority: str) -> Target:

@@ -68,8 +68,11 @@ class PodDiscovery:
         selector: str,
         port: int,
         authority: str,
+        known: tuple[list[Pod], str] | None = None,
     ) -> None:
         self._cluster = cluster
+        #: Pods and the resourceVersion of a list the caller just made: start watching from there instead of listing again.
+        self._known = known
         self._namespace = namespace
         self._selector = selector
         self._port = port
@@ -82,7 +85,7 @@ class PodDiscovery:
     async def start(self, replace: Replace) -> None:
         """Publish the replicas of a first list, then keep following changes in the background."""
         loop = asyncio.get_running_loop()
-        resource_version = await asyncio.to_thread(self._list)
+        resource_version = await asyncio.to_thread(self._list) if self._known is None else self._take_known(*self._known)
         await replace(list(self._targets.values()))
 
         def publish() -> None:
@@ -93,6 +96,10 @@ class PodDiscovery:
 
     def stop(self) -> None:
         self._stopped.set()
+
+    def _take_known(self, pods: list[Pod], resource_version: str) -> str:
+        self._targets = {pod.name: target for pod in pods if (target := target_of(pod, self._port, self._authority))}
+        return resource_version
 
     def _list(self) -> str:
         """The first list decides whether serving makes sense: a refusal ends `serve` with one line, not a traceback."""
@@ -106,9 +113,7 @@ class PodDiscovery:
             ) from None
         except UnreachableError as error:
             raise UnavailableError(f"cannot reach the API server to list istiod pods: {error.cause}", "check the pod's network") from None
-        pods = [Pod.of(pod) for pod in items(listed)]
-        self._targets = {pod.name: target for pod in pods if (target := target_of(pod, self._port, self._authority))}
-        return str((listed.get("metadata") or {}).get("resourceVersion", ""))
+        return self._take_known([Pod.of(pod) for pod in items(listed)], str((listed.get("metadata") or {}).get("resourceVersion", "")))
 
     def _follow(self, resource_version: str, publish: Callable[[], None]) -> None:
         while not self._stopped.is_set():

@@ -8,6 +8,7 @@ Python cannot skip certificate checks as istioctl does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import Iterable, Sequence
@@ -21,6 +22,8 @@ from kubectl_istio_remote.relay import Dialer, Relay, Target
 
 log = logging.getLogger(__name__)
 
+#: How long a new link tries to connect ahead of the first request; a request still dials on its own afterwards.
+WARM_UP_SECONDS = 10.0
 ADS_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 
 
@@ -49,6 +52,7 @@ class IstiodLink:
         self._relay = Relay(target, dialer, tls)
         self._channel: grpc.aio.Channel | None = None
         self._stream: grpc.aio.StreamStreamMultiCallable | None = None
+        self._warming: asyncio.Task | None = None
 
     async def start(self) -> None:
         address = await self._relay.start()
@@ -57,8 +61,18 @@ class IstiodLink:
         self._stream = self._channel.stream_stream(
             ADS_METHOD, request_serializer=DiscoveryRequest.SerializeToString, response_deserializer=bytes
         )
+        # Connect now, not at the first request: the dial (a port-forward from a laptop), TLS and
+        # HTTP/2 set-up then happen while istioctl is still starting.
+        self._warming = asyncio.ensure_future(self._warm(self._channel))
+
+    @staticmethod
+    async def _warm(channel: grpc.aio.Channel) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(channel.channel_ready(), WARM_UP_SECONDS)
 
     async def close(self) -> None:
+        if self._warming is not None:
+            self._warming.cancel()
         if self._channel is not None:
             await self._channel.close()
         await self._relay.close()

@@ -35,10 +35,10 @@ def command(
         )
     except UserError as error:
         checks.append((False, error.one_line()))
-    for need in permissions.needs(mode, settings.mesh, settings.external, settings.istio_namespace, istioctl=found):
-        checks.append((permissions.allowed(need), f"may {need.description}"))
+    needs = permissions.needs(mode, settings.mesh, settings.external, settings.istio_namespace, istioctl=found)
+    checks += [(granted, f"may {need.description}") for need, granted in zip(needs, permissions.check(needs), strict=True)]
     try:
-        pods = find_istiods(settings)
+        pods = find_istiods(settings).pods
         checks.append((True, f"istiod pods found: {', '.join(pod.name for pod in pods)}"))
     except UserError as error:
         checks.append((False, error.one_line()))

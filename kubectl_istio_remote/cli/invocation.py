@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import click
 
 from kubectl_istio_remote.console import Console
+from kubectl_istio_remote.errors import UserError
 
 if TYPE_CHECKING:
     from kubectl_istio_remote.session.settings import SessionSettings
@@ -42,9 +44,16 @@ def console(ctx: click.Context, verbose: bool = False) -> Console:
     return chosen
 
 
-def session_settings(ctx: click.Context) -> SessionSettings:
-    """The session flags among the command's parameters, resolved against the clusters (contexts pinned, namespace found)."""
+def session_settings(ctx: click.Context, earlier_errors: Callable[[], object] = lambda: None) -> SessionSettings:
+    """The session flags among the command's parameters, resolved against the clusters (contexts pinned, namespace found).
+
+    `earlier_errors` is work started before (looking for istioctl): if resolving fails, its own error is raised first.
+    """
     from kubectl_istio_remote.session.settings import SessionFlags, resolve_settings
 
     flags = SessionFlags.from_params(ctx.params)
-    return resolve_settings(flags, console(ctx, flags.verbose))
+    try:
+        return resolve_settings(flags, console(ctx, flags.verbose))
+    except UserError:
+        earlier_errors()
+        raise

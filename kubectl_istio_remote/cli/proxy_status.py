@@ -53,13 +53,14 @@ def command(
     from kubectl_istio_remote import istioctl as istioctl_adapter
     from kubectl_istio_remote import native as native_query
     from kubectl_istio_remote import render
-    from kubectl_istio_remote.cleanup import warn_about_leftovers
     from kubectl_istio_remote.process import run_foreground
     from kubectl_istio_remote.session.lifecycle import open_session
     from kubectl_istio_remote.signals import signals_interrupt
 
-    istioctl = None if native else istioctl_adapter.find(istioctl_path)
-    settings = invocation.session_settings(ctx)
+    # istioctl's version is read while the contexts are resolved; a wrong --istioctl is still the first error.
+    lookup = (lambda: None) if native else istioctl_adapter.find_soon(istioctl_path)
+    settings = invocation.session_settings(ctx, earlier_errors=lookup)
+    istioctl = lookup()
     console = invocation.console(ctx, verbose)
     if not native and istioctl is None:
         console.progress("istioctl is not on PATH: printing the answer natively (--native)")
@@ -70,7 +71,8 @@ def command(
         # The native answer names each failed replica itself; local mode's in-process aggregator would say it twice.
         console.quiet_logger(AGGREGATOR_LOGGER)
     with signals_interrupt():
-        warn_about_leftovers(settings.external, settings.istio_namespace, console)
+        if istioctl is None:  # asked while the session opens: it needs nothing the session makes
+            token = native_query.istioctl_token_soon(settings.mesh, settings.istio_namespace)
         with open_session(settings, console, istioctl=istioctl) as address:
             if istioctl is not None:
                 argv = [
@@ -83,9 +85,8 @@ def command(
                     *invocation.current(ctx).passthrough,
                 ]
                 return run_foreground(argv, istioctl_adapter.environment(address, settings.istio_namespace))
-            token = native_query.istioctl_token(settings.mesh, settings.istio_namespace)
             proxy = None if pod is None else pod if "." in pod else f"{pod}.{namespace or 'default'}"
-            statuses, failed = native_query.fetch(address, token, settings.istio_namespace, proxy, timeout)
+            statuses, failed = native_query.fetch(address, token(), settings.istio_namespace, proxy, timeout)
     for failure in failed:
         console.warning(f"istiod {failure}")
     if namespace and pod is None:

@@ -33,25 +33,23 @@ def command(
 ) -> int:
     """Start $SHELL with ISTIOCTL_* set to the session; `-- CMD ARGS` runs one command instead. Ends with the session."""
     from kubectl_istio_remote import istioctl as istioctl_adapter
-    from kubectl_istio_remote.cleanup import warn_about_leftovers
     from kubectl_istio_remote.process import run_foreground
     from kubectl_istio_remote.session.lifecycle import open_session
     from kubectl_istio_remote.signals import signals_interrupt
 
-    settings = invocation.session_settings(ctx)
+    lookup = istioctl_adapter.find_soon(None)
+    settings = invocation.session_settings(ctx, earlier_errors=lookup)
     console = invocation.console(ctx, verbose)
     passthrough = invocation.current(ctx).passthrough
     argv = passthrough or [shell or os.environ.get("SHELL") or "/bin/sh"]
-    with signals_interrupt():
-        warn_about_leftovers(settings.external, settings.istio_namespace, console)
-        # The shell is there to run istioctl: the rights the installed one needs are checked up front.
-        with open_session(settings, console, istioctl=istioctl_adapter.find(None)) as address:
-            env = istioctl_adapter.environment(address, settings.istio_namespace)
-            env["ISTIO_REMOTE_CONTEXT"] = settings.mesh.context
-            env["PS1"] = PROMPT_MARKER + env.get("PS1", r"\w \$ ")
-            if not passthrough:
-                console.progress(
-                    f"istioctl now reaches every istiod of {settings.istio_namespace} in {settings.external.context}; "
-                    f"use `--context {settings.mesh.context}` with istioctl if your current context differs; exit to end"
-                )
-            return run_foreground(argv, env)
+    # The shell is there to run istioctl: the rights the installed one needs are checked up front.
+    with signals_interrupt(), open_session(settings, console, istioctl=lookup()) as address:
+        env = istioctl_adapter.environment(address, settings.istio_namespace)
+        env["ISTIO_REMOTE_CONTEXT"] = settings.mesh.context
+        env["PS1"] = PROMPT_MARKER + env.get("PS1", r"\w \$ ")
+        if not passthrough:
+            console.progress(
+                f"istioctl now reaches every istiod of {settings.istio_namespace} in {settings.external.context}; "
+                f"use `--context {settings.mesh.context}` with istioctl if your current context differs; exit to end"
+            )
+        return run_foreground(argv, env)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from kubectl_istio_remote.errors import UserError
 from kubectl_istio_remote.kube.cluster import Cluster
 from kubectl_istio_remote.kube.errors import ApiError
@@ -10,7 +12,14 @@ from kubectl_istio_remote.kube.records import Pod, items
 from kubectl_istio_remote.session.settings import SessionSettings
 
 
-def find_istiods(settings: SessionSettings) -> list[Pod]:
+@dataclass(frozen=True)
+class Istiods:
+    pods: list[Pod]
+    #: The list's resourceVersion: a watch from here misses no change (local mode's discovery starts from it).
+    resource_version: str
+
+
+def find_istiods(settings: SessionSettings) -> Istiods:
     """Running istiod pods; a clear error naming label, namespace and context if there are none."""
     external, namespace = settings.external, settings.istio_namespace
     listed = external.list_objects(POD, namespace, labels=settings.istiod_selector, fields="status.phase=Running")
@@ -22,7 +31,7 @@ def find_istiods(settings: SessionSettings) -> list[Pod]:
             f"{namespace} of context {external.context}",
             "set -i/--istio-namespace, --revision or --external-context",
         )
-    return pods
+    return Istiods(pods, str((listed.get("metadata") or {}).get("resourceVersion", "")))
 
 
 def _require_namespace(cluster: Cluster, namespace: str) -> None:

@@ -7,35 +7,35 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from kubectl_istio_remote import permissions
 from kubectl_istio_remote.console import Console
 from kubectl_istio_remote.errors import UserError
 from kubectl_istio_remote.session.health import wait_healthy
-from kubectl_istio_remote.session.istiods import find_istiods
 from kubectl_istio_remote.session.loop import LoopThread
 from kubectl_istio_remote.session.modes import SessionMode
+from kubectl_istio_remote.session.preflight import Preflight, check_before_creating
 from kubectl_istio_remote.session.settings import Mode, SessionSettings
 from kubectl_istio_remote.signals import Interrupted, signals_deferred
+from kubectl_istio_remote.startup import settle_start_up
 
 if TYPE_CHECKING:
     from kubectl_istio_remote.istioctl import Istioctl
 
 
-def make_mode(settings: SessionSettings, io: LoopThread, console: Console) -> SessionMode:
+def make_mode(settings: SessionSettings, io: LoopThread, console: Console, preflight: Preflight) -> SessionMode:
     if settings.mode is Mode.local:
         from kubectl_istio_remote.session.local_mode import LocalMode
 
-        return LocalMode(settings, io, console)
+        return LocalMode(settings, io, console, preflight.istiods)
     from kubectl_istio_remote.session.pod_mode import ProxyPodMode
 
-    return ProxyPodMode(settings, io, settings.external.username(), console)
+    return ProxyPodMode(settings, io, preflight.user, console)
 
 
 @contextlib.contextmanager
 def open_session(settings: SessionSettings, console: Console, *, istioctl: Istioctl | None) -> Iterator[str]:
     """Yield the local address of an aggregator that reaches every istiod; remove everything on the way out.
 
-    Nothing is created before every right is known. Teardown runs whatever happened (error,
+    Nothing is created before every right is known (`preflight`). Teardown runs whatever happened (error,
     Ctrl-C, SIGTERM, SIGHUP) and is bounded: while the API server does not answer it retries for
     up to --timeout, since a restarting API server is back within seconds. A signal arriving during
     teardown ends only that wait, and is honoured after it. If objects are left, the error names
@@ -43,12 +43,12 @@ def open_session(settings: SessionSettings, console: Console, *, istioctl: Istio
     way out, which then keeps it.
     """
     deadline = time.monotonic() + settings.timeout
-    find_istiods(settings)
-    permissions.require(permissions.needs(settings.mode, settings.mesh, settings.external, settings.istio_namespace, istioctl=istioctl))
+    preflight = check_before_creating(settings, console, istioctl)
+    settle_start_up()
     io = LoopThread()
     in_flight: BaseException | None = None
     try:
-        session = make_mode(settings, io, console)
+        session = make_mode(settings, io, console, preflight)
     except BaseException:
         io.close()
         raise

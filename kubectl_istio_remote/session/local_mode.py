@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from kubectl_istio_remote.console import Console
 from kubectl_istio_remote.session.health import left
+from kubectl_istio_remote.session.istiods import Istiods
 from kubectl_istio_remote.session.loop import LoopThread
 from kubectl_istio_remote.session.settings import SessionSettings
 
@@ -15,8 +16,9 @@ if TYPE_CHECKING:
 
 
 class LocalMode:
-    def __init__(self, settings: SessionSettings, io: LoopThread, console: Console) -> None:
+    def __init__(self, settings: SessionSettings, io: LoopThread, console: Console, istiods: Istiods) -> None:
         self._settings = settings
+        self._istiods = istiods
         self._io = io
         self._console = console
         self._aggregator: Aggregator | None = None
@@ -34,7 +36,8 @@ class LocalMode:
             serving_pair=self_signed_serving_pair(replicas),
             istiod_timeout=settings.istiod_timeout,
         )
-        self._aggregator = assemble(serving, replicas, PortForwardDialer(settings.external), settings.external)
+        known = (self._istiods.pods, self._istiods.resource_version)
+        self._aggregator = assemble(serving, replicas, PortForwardDialer(settings.external), settings.external, known)
         self._console.progress(f"port-forwarding to the istiods in {settings.istio_namespace} of context {settings.external.context}")
         return self._io.run(self._aggregator.start(), left(deadline))
 

@@ -7,12 +7,17 @@ The pod owns its ServiceAccount, Role and RoleBinding, so one delete (or the pod
 from __future__ import annotations
 
 import contextlib
+import functools
 import secrets
+import threading
 import time
 from collections.abc import Callable
+from typing import cast
 
 from kubectl_istio_remote.console import Console
 from kubectl_istio_remote.errors import DeadlineError
+from kubectl_istio_remote.kube.cluster import Object
+from kubectl_istio_remote.kube.concurrent import outcomes_of
 from kubectl_istio_remote.kube.errors import ApiError
 from kubectl_istio_remote.kube.kinds import BY_NAME, POD, SESSION_KINDS
 from kubectl_istio_remote.kube.portforward import PortForwardDialer
@@ -24,8 +29,9 @@ from kubectl_istio_remote.session.readiness import pod_ready
 from kubectl_istio_remote.session.settings import SessionSettings
 from kubectl_istio_remote.workload import AGGREGATOR_PORT, SessionPod, session_pod_objects, session_serve_args
 
-#: Created in this order: the pod's ServiceAccount must exist before the pod is admitted.
-CREATE_ORDER = ("ServiceAccount", "Role", "RoleBinding", "Pod")
+#: Created together, before the pod: admission refuses a pod whose ServiceAccount does not exist yet.
+IDENTITY_KINDS = ("ServiceAccount", "Role", "RoleBinding")
+ADOPTION_JOIN_SECONDS = 5.0
 TUNNEL_START_SECONDS = 10.0
 TUNNEL_CLOSE_SECONDS = 2.0
 
@@ -47,12 +53,14 @@ class ProxyPodMode:
         )
         self._created: list[str] = []
         self._tunnel: Relay | None = None
+        self._adoption: threading.Thread | None = None
 
     def open(self, deadline: float) -> str:
         self._create()
         self._wait_ready(deadline)
         target = Target(self.pod.name, self.pod.name, AGGREGATOR_PORT, namespace=self.pod.namespace)
-        self._tunnel = Relay(target, PortForwardDialer(self._settings.external), port=free_port())
+        # A spare stream is opened after each one that worked: istioctl's connection does not wait for a websocket.
+        self._tunnel = Relay(target, PortForwardDialer(self._settings.external), port=free_port(), keep_spare=True)
         return self._io.run(self._tunnel.start(), TUNNEL_START_SECONDS)
 
     def tunnel_error(self) -> str:
@@ -63,6 +71,8 @@ class ProxyPodMode:
         if self._tunnel is not None:
             with contextlib.suppress(Exception):
                 self._io.run(self._tunnel.close(), TUNNEL_CLOSE_SECONDS)
+        if self._adoption is not None:
+            self._adoption.join(ADOPTION_JOIN_SECONDS)
         refs = [ObjectRef(kind, self.pod.name) for kind in SESSION_KINDS if kind.name in self._created]
         external, namespace = self._settings.external, self.pod.namespace
         cleanup = f"kubectl istio-remote cleanup --context {external.context} -i {namespace} --session {self.pod.session_id}"
@@ -70,29 +80,35 @@ class ProxyPodMode:
         return delete_objects(external, namespace, refs, deadline, self._console, hint=hint, stop_waiting=stop_waiting)
 
     def _create(self) -> None:
-        external, namespace = self._settings.external, self.pod.namespace
+        """The pod's identity at once, then the pod (admission looks its ServiceAccount up); owners set meanwhile."""
+        external = self._settings.external
         objects = session_pod_objects(self.pod)
-        self._console.progress(f"creating pod {namespace}/{self.pod.name} in context {external.context}")
-        created = {}
-        for kind in CREATE_ORDER:
-            # Recorded before the request: a signal can land after the server created the object
-            # and before we hear back; teardown deletes it either way (a 404 is fine).
-            self._created.append(kind)
-            try:
-                created[kind] = external.create(BY_NAME[kind], namespace, objects[kind])
-            except ApiError as error:
-                raise error.as_admission_refusal() if error.refused_by_admission else error from None
-        owner = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "name": self.pod.name,
-            "uid": Pod.of(created["Pod"]).meta.uid,
-            "blockOwnerDeletion": False,
-        }
-        # Owned by the pod, the rest goes with it, even if this process is killed before teardown.
-        with contextlib.suppress(ApiError):
-            for kind in CREATE_ORDER[:-1]:
-                external.patch(BY_NAME[kind], namespace, self.pod.name, {"metadata": {"ownerReferences": [owner]}})
+        self._console.progress(f"creating pod {self.pod.namespace}/{self.pod.name} in context {external.context}")
+        self._create_all(IDENTITY_KINDS, objects)
+        (created,) = self._create_all(("Pod",), objects)
+        # Owned by the pod, the rest goes with it, even if this process is killed before teardown;
+        # set while the pod starts, since nothing waits on it.
+        self._adoption = threading.Thread(target=self._adopt, args=(Pod.of(created).meta.uid,), name="adopt", daemon=True)
+        self._adoption.start()
+
+    def _create_all(self, kinds: tuple[str, ...], objects: dict[str, Object]) -> list[Object]:
+        # Recorded before the requests: a signal can land after the server created an object and
+        # before we hear back; teardown deletes it either way (a 404 is fine).
+        self._created.extend(kinds)
+        external, namespace = self._settings.external, self.pod.namespace
+        outcomes = outcomes_of([functools.partial(external.create, BY_NAME[kind], namespace, objects[kind]) for kind in kinds])
+        for outcome in outcomes:
+            if isinstance(outcome, ApiError) and outcome.refused_by_admission:
+                raise outcome.as_admission_refusal() from None
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return cast(list[Object], outcomes)
+
+    def _adopt(self, uid: str) -> None:
+        owner = {"apiVersion": "v1", "kind": "Pod", "name": self.pod.name, "uid": uid, "blockOwnerDeletion": False}
+        external, namespace = self._settings.external, self.pod.namespace
+        patch = {"metadata": {"ownerReferences": [owner]}}
+        outcomes_of([functools.partial(external.patch, BY_NAME[kind], namespace, self.pod.name, patch) for kind in IDENTITY_KINDS])
 
     def _wait_ready(self, deadline: float) -> None:
         external, namespace = self._settings.external, self.pod.namespace
