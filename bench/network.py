@@ -11,6 +11,7 @@ Run: `python -m bench.network` (brings the sandbox up if it is not running, leav
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import resource
@@ -20,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.sandbox import SANDBOX, Sandbox, running_sandbox
 
@@ -37,6 +39,8 @@ class Run:
     wall: float
     cpu: float
     requests: dict[str, int]
+    #: Seconds from starting the command to the first request an API server received from it.
+    first_request: float | None
 
 
 def commands(sandbox: Sandbox) -> dict[str, tuple[list[str], dict[str, str]]]:
@@ -59,21 +63,33 @@ def latency(rtt_ms: int) -> dict[str, object]:
     return dict(json.loads(printed))
 
 
-def requests_since(offsets: dict[str, int], logs: dict[str, str]) -> dict[str, int]:
-    counts = {}
+def crossed_the_link(event: dict[str, Any]) -> bool:
+    """Sent from the user's machine: by the plugin, by istioctl, or a port-forward websocket (whose agent is the websocket library's)."""
+    agent = str(event.get("userAgent", ""))
+    subresource = (event.get("objectRef") or {}).get("subresource")
+    if agent.startswith(SERVE_AGENT):
+        return False
+    return agent.startswith((OURS, "istioctl")) or subresource == "portforward"
+
+
+def requests_since(offsets: dict[str, int], logs: dict[str, str]) -> tuple[dict[str, int], list[float]]:
+    """Per API server, the requests that crossed the link since `offsets`; and when each was received (epoch seconds)."""
+    counts, received = {}, []
     for cluster, path in logs.items():
         with open(path, "rb") as log:
             log.seek(offsets[cluster])
-            agents = [json.loads(line).get("userAgent", "") for line in log if line.strip()]
-        counts[cluster] = sum(
-            1 for agent in agents if (agent.startswith(OURS) and not agent.startswith(SERVE_AGENT)) or agent.startswith("istioctl")
-        )
-    return counts
+            events = [event for event in (json.loads(line) for line in log if line.strip()) if crossed_the_link(event)]
+        counts[cluster] = len(events)
+        received += [
+            datetime.datetime.fromisoformat(event["requestReceivedTimestamp"].replace("Z", "+00:00")).timestamp() for event in events
+        ]
+    return counts, received
 
 
 def run_once(argv: list[str], env: dict[str, str], logs: dict[str, str]) -> Run:
     offsets = {cluster: Path(path).stat().st_size for cluster, path in logs.items()}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started_at = time.time()
     started = time.perf_counter()
     result = subprocess.run(argv, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False, timeout=300)
     wall = time.perf_counter() - started
@@ -82,7 +98,8 @@ def run_once(argv: list[str], env: dict[str, str], logs: dict[str, str]) -> Run:
         raise SystemExit(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
     time.sleep(0.5)  # the audit log is written as each request completes; the last one lands within a moment
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return Run(wall, cpu, requests_since(offsets, logs))
+    counts, received = requests_since(offsets, logs)
+    return Run(wall, cpu, counts, min(received) - started_at if received else None)
 
 
 def measure(sandbox: Sandbox) -> dict[int, dict[str, list[Run]]]:
@@ -103,12 +120,14 @@ def measure(sandbox: Sandbox) -> dict[int, dict[str, list[Run]]]:
 def table(results: dict[int, dict[str, list[Run]]]) -> str:
     names = list(results[RTTS_MS[0]])
     header = ["command", *(f"{rtt} ms RTT" for rtt in RTTS_MS), *(f"round trips at {rtt} ms" for rtt in RTTS_MS[1:])]
-    header += ["CPU at 0 ms", "requests (external, remote)", "target"]
+    header += ["CPU at 0 ms", "first request at 0 ms", "requests (external, remote)", "target"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name in names:
         wall = {rtt: statistics.median(run.wall for run in results[rtt][name]) for rtt in RTTS_MS}
         trips = {rtt: (wall[rtt] - wall[0]) / (rtt / 1000) for rtt in RTTS_MS[1:]}
         cpu = statistics.median(run.cpu for run in results[0][name])
+        firsts = [run.first_request for run in results[0][name] if run.first_request is not None]
+        first = f"{statistics.median(firsts):.2f} s" if firsts else "-"
         counts = results[0][name][-1].requests
         target = TARGETS.get(name)
         verdict = ""
@@ -118,16 +137,35 @@ def table(results: dict[int, dict[str, list[Run]]]) -> str:
         if name == "proxy-status --mode local":
             verdict += f"; CPU <= 0.6 s: {'met' if cpu <= 0.6 else 'NOT met'}"
         cells = [f"`{name}`", *(f"{wall[rtt]:.2f} s" for rtt in RTTS_MS), *(f"{trips[rtt]:.1f}" for rtt in RTTS_MS[1:])]
-        cells += [f"{cpu:.2f} s", f"{counts.get('external', 0)}, {counts.get('remote', 0)}", verdict]
+        cells += [f"{cpu:.2f} s", first, f"{counts.get('external', 0)}, {counts.get('remote', 0)}", verdict]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def aggregator_start(sandbox: Sandbox) -> float:
+    """`serve --discover` as the session pod runs it, next to the API server: process start to `listening on` (median)."""
+    argv = ["kubectl-istio_remote", "serve", "--discover", "-n", sandbox.istio_namespace, "--context", "external"]
+    samples = []
+    for _ in range(ROUNDS + 1):
+        started = time.perf_counter()
+        with subprocess.Popen(argv, env=sandbox.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as process:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            samples.append(time.perf_counter() - started)
+            process.terminate()
+            process.wait(15)
+        if not line.startswith("listening on"):
+            raise SystemExit(f"serve did not start: {line!r}")
+    return statistics.median(samples[1:])
 
 
 def main() -> None:
     with running_sandbox() as sandbox:
         results = measure(sandbox)
+        start = aggregator_start(sandbox)
     print(f"### `proxy-status` and `shell` over a slow network (median of {ROUNDS}, after one warm-up)\n")
     print(table(results))
+    print(f"\nThe aggregator's own start (`serve --discover`, process start to `listening on`, next to the API server): {start:.2f} s")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ from typing import Protocol
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT_SECONDS = 10.0
+#: Longer than a request's own deadline (--istiod-timeout): a replica that accepts but never answers
+#: is reported by that deadline, even when its connection was opened ahead of the request.
+CONNECT_TIMEOUT_SECONDS = 30.0
 CHUNK_BYTES = 256 * 1024
 
 

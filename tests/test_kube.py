@@ -93,7 +93,18 @@ def test_a_refused_delete_is_forbidden_with_the_verb_to_ask_for(tmp_path: Path) 
 @pytest.mark.parametrize(
     ("status", "message", "expected", "exit_status"),
     [
-        (404, "namespaces not found", "namespace nowhere not found in context stand-in; check -i/--istio-namespace", ExitStatus.ERROR),
+        (
+            404,
+            'namespaces "nowhere" not found',
+            "namespace nowhere not found in context stand-in; check -i/--istio-namespace",
+            ExitStatus.ERROR,
+        ),
+        (
+            404,
+            'roles.rbac.authorization.k8s.io "r" not found',
+            'cannot list pods in namespace nowhere of context stand-in: roles.rbac.authorization.k8s.io "r" not found',
+            ExitStatus.ERROR,
+        ),
         (
             500,
             "etcdserver: request timed out",

@@ -50,6 +50,9 @@ class Settings:
     require_all: bool = False
     control_plane_id: str = CONTROL_PLANE_ID
     max_message_bytes: int = 512 * 1024 * 1024
+    #: Connect to each replica when it is found rather than at the first request: worth it where a
+    #: connection costs round trips (local mode's port-forwards from a laptop).
+    connect_ahead: bool = False
 
     @property
     def channel_options(self) -> list[tuple[str, int]]:
@@ -197,7 +200,7 @@ class Aggregator:
         self.settings = settings
         self._source = source
         tls = None if settings.istiod_plaintext else client_tls_context(settings.istiod_ca_file)
-        self._pool = IstiodPool(dialer, tls, settings.channel_options)
+        self._pool = IstiodPool(dialer, tls, settings.channel_options, settings.connect_ahead)
         self._server: grpc.aio.Server | None = None
         self._health = health_aio.HealthServicer()
         self.address = ""

@@ -54,16 +54,17 @@ class IstiodLink:
         self._stream: grpc.aio.StreamStreamMultiCallable | None = None
         self._warming: asyncio.Task | None = None
 
-    async def start(self) -> None:
+    async def start(self, connect_ahead: bool = False) -> None:
         address = await self._relay.start()
         options = [*self._channel_options, ("grpc.default_authority", self.target.authority)]
         self._channel = grpc.aio.insecure_channel(address, options=options)
         self._stream = self._channel.stream_stream(
             ADS_METHOD, request_serializer=DiscoveryRequest.SerializeToString, response_deserializer=bytes
         )
-        # Connect now, not at the first request: the dial (a port-forward from a laptop), TLS and
-        # HTTP/2 set-up then happen while istioctl is still starting.
-        self._warming = asyncio.ensure_future(self._warm(self._channel))
+        if connect_ahead:
+            # Connect now, not at the first request: the dial (a port-forward from a laptop), TLS and
+            # HTTP/2 set-up then happen while istioctl is still starting.
+            self._warming = asyncio.ensure_future(self._warm(self._channel))
 
     @staticmethod
     async def _warm(channel: grpc.aio.Channel) -> None:
@@ -114,7 +115,10 @@ class IstiodLink:
 class IstiodPool:
     """The current set of replicas; discovery replaces it, requests read a snapshot of it."""
 
-    def __init__(self, dialer: Dialer, tls: ssl.SSLContext | None, channel_options: Sequence[tuple[str, int | str]]) -> None:
+    def __init__(
+        self, dialer: Dialer, tls: ssl.SSLContext | None, channel_options: Sequence[tuple[str, int | str]], connect_ahead: bool = False
+    ) -> None:
+        self._connect_ahead = connect_ahead
         self._dialer = dialer
         self._tls = tls
         self._channel_options = channel_options
@@ -133,7 +137,7 @@ class IstiodPool:
                 await self._links.pop(target).close()
             for target in sorted(wanted - set(self._links), key=lambda t: t.name):
                 link = IstiodLink(target, self._dialer, self._tls, self._channel_options)
-                await link.start()
+                await link.start(self._connect_ahead)
                 self._links[target] = link
                 log.info("istiod %s at %s", target.name, target.address)
 

@@ -71,7 +71,7 @@ def _explained(action: Action, status: int, reason: str) -> tuple[str, str]:
             f"forbidden: cannot {verb} {resource} {action.where}of context {context}: {reason}",
             f"ask for RBAC '{verb}' on '{resource}', or run `kubectl istio-remote doctor`",
         )
-    if status == 404 and action.namespace and not action.name:
+    if status == 404 and f'namespaces "{action.namespace}" not found' in reason:
         return f"namespace {action.namespace} not found in context {context}", "check -i/--istio-namespace"
     named = f" {action.name}" if action.name else ""
     return f"cannot {verb} {resource}{named} {action.where}of context {context}: {reason}", ""

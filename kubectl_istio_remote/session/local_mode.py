@@ -35,6 +35,7 @@ class LocalMode:
             listen=f"127.0.0.1:{free_port()}",
             serving_pair=self_signed_serving_pair(replicas),
             istiod_timeout=settings.istiod_timeout,
+            connect_ahead=True,
         )
         known = (self._istiods.pods, self._istiods.resource_version)
         self._aggregator = assemble(serving, replicas, PortForwardDialer(settings.external), settings.external, known)

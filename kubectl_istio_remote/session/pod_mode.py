@@ -29,8 +29,12 @@ from kubectl_istio_remote.session.readiness import pod_ready
 from kubectl_istio_remote.session.settings import SessionSettings
 from kubectl_istio_remote.workload import AGGREGATOR_PORT, SessionPod, session_pod_objects, session_serve_args
 
-#: Created together, before the pod: admission refuses a pod whose ServiceAccount does not exist yet.
+#: The pod's identity, which the pod will own.
 IDENTITY_KINDS = ("ServiceAccount", "Role", "RoleBinding")
+#: Two rounds of creates sent at once: admission refuses a pod whose ServiceAccount does not exist
+#: yet, and RBAC checks a RoleBinding against its Role (a user without `bind` is refused while the
+#: Role is missing). The pod's RoleBinding lands long before the pod's process asks for anything.
+CREATE_ROUNDS = (("ServiceAccount", "Role"), ("RoleBinding", "Pod"))
 ADOPTION_JOIN_SECONDS = 5.0
 TUNNEL_START_SECONDS = 10.0
 TUNNEL_CLOSE_SECONDS = 2.0
@@ -80,12 +84,12 @@ class ProxyPodMode:
         return delete_objects(external, namespace, refs, deadline, self._console, hint=hint, stop_waiting=stop_waiting)
 
     def _create(self) -> None:
-        """The pod's identity at once, then the pod (admission looks its ServiceAccount up); owners set meanwhile."""
+        """The four objects in two concurrent rounds; owner references set while the pod starts."""
         external = self._settings.external
         objects = session_pod_objects(self.pod)
         self._console.progress(f"creating pod {self.pod.namespace}/{self.pod.name} in context {external.context}")
-        self._create_all(IDENTITY_KINDS, objects)
-        (created,) = self._create_all(("Pod",), objects)
+        self._create_all(CREATE_ROUNDS[0], objects)
+        _, created = self._create_all(CREATE_ROUNDS[1], objects)
         # Owned by the pod, the rest goes with it, even if this process is killed before teardown;
         # set while the pod starts, since nothing waits on it.
         self._adoption = threading.Thread(target=self._adopt, args=(Pod.of(created).meta.uid,), name="adopt", daemon=True)

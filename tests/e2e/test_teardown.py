@@ -97,7 +97,8 @@ def _pod_phase(sandbox: Sandbox, name: str) -> tuple[str, str]:
 
 
 def test_a_killed_session_stops_at_its_ttl_and_cleanup_removes_it(sandbox: Sandbox) -> None:
-    process = start_shell(sandbox, "--ttl", "3")
+    # Long enough to get ready on a loaded 2-core machine (serve starts in ~1 s), short enough to wait for.
+    process = start_shell(sandbox, "--ttl", "5")
     wait_for_line(process.stdout, "ready")
     os.killpg(process.pid, signal.SIGKILL)  # the laptop dies: no teardown runs
     process.wait()
