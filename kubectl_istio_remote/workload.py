@@ -115,8 +115,17 @@ def session_pod_objects(pod: SessionPod, now: datetime.datetime | None = None) -
 
 
 def session_serve_args(istiod_timeout: float, revision: str, verbose: bool) -> list[str]:
-    """`serve` as the session pod runs it: on the pod's own loopback, reachable by port-forward only."""
-    args = ["serve", "--discover", "--listen", f"127.0.0.1:{AGGREGATOR_PORT}", "--istiod-timeout", str(istiod_timeout)]
+    """`serve` as the session pod runs it: on the pod's own loopback, reachable by port-forward only; the
+    user's own session passes on the debug pages that change istiod (a shared aggregator does not)."""
+    args = [
+        "serve",
+        "--discover",
+        "--listen",
+        f"127.0.0.1:{AGGREGATOR_PORT}",
+        "--istiod-timeout",
+        str(istiod_timeout),
+        "--allow-debug-changes",
+    ]
     if revision:
         args += ["--revision", revision]
     return args + (["--verbose"] if verbose else [])

@@ -79,10 +79,85 @@ async def test_one_proxy_syncz_and_debug_pages_route_to_the_holder(mesh_factory)
     assert (await mesh.ask(missing)).responses[0].resources[0].value == NOT_CONNECTED.encode()
 
 
-async def test_global_debug_pages_come_from_every_replica(mesh_factory) -> None:
+def debug(page: str) -> DiscoveryRequest:
+    """`istioctl x internal-debug PAGE`: the node istioctl sends (proxy ID istioctl.external-istiod)."""
+    request = syncz()
+    request.type_url, request.resource_names[:] = DEBUG, [page]
+    return request
+
+
+def one_document(replies) -> object:
+    """The one resource of the one response, parsed: what istioctl prints as one JSON document."""
+    (response,) = replies.responses
+    (resource,) = response.resources
+    return json.loads(resource.value)
+
+
+async def test_a_replica_local_page_is_one_list_of_every_replicas_entries_each_marked(mesh_factory) -> None:
     mesh = await mesh_factory(replicas(3))
-    response = (await mesh.ask(DiscoveryRequest(type_url=DEBUG, resource_names=["syncz"]))).responses[0]
-    assert [json.loads(r.value)["istiod"] for r in response.resources] == ["istiod-0", "istiod-1", "istiod-2"]
+    entries = one_document(await mesh.ask(debug("syncz")))
+    assert sorted((entry["proxy"], entry["istiod"]) for entry in entries) == sorted(
+        (proxy, istiod.name) for istiod in mesh.istiods for proxy in istiod.proxies
+    ), "every proxy once, with its replica; the aggregator's own connections are not proxies"
+
+
+async def test_client_lists_add_their_counts_without_our_own_connections(mesh_factory) -> None:
+    mesh = await mesh_factory(replicas(2, proxies_each=3))
+    adsz = one_document(await mesh.ask(debug("adsz")))
+    assert adsz["totalClients"] == 6 == len(adsz["clients"])
+    assert {client["istiod"] for client in adsz["clients"]} == {"istiod-0", "istiod-1"}
+
+
+async def test_a_global_page_the_replicas_agree_on_is_one_copy(mesh_factory) -> None:
+    mesh = await mesh_factory(replicas(3))
+    replies = await mesh.ask(debug("configz"))
+    assert one_document(replies) == [{"kind": "VirtualService", "name": "reviews"}]
+    assert replies.disagreements == []
+
+
+async def test_replicas_that_disagree_are_shown_side_by_side_and_said(mesh_factory, caplog) -> None:
+    caplog.set_level(logging.WARNING)
+    istiods = replicas(3)
+    istiods[1].configz = [{"kind": "VirtualService", "name": "reviews-stale"}]
+    mesh = await mesh_factory(istiods)
+    replies = await mesh.ask(debug("configz"))
+    document = one_document(replies)
+    assert sorted(document) == ["istiod-0", "istiod-1", "istiod-2"]
+    assert document["istiod-1"] == [{"kind": "VirtualService", "name": "reviews-stale"}]
+    assert replies.disagreements == ["the istiod replicas disagree on configz: answer keyed by replica (istiod-0, istiod-1, istiod-2)"]
+    assert any("disagree on configz" in record.getMessage() for record in caplog.records)
+
+
+async def test_an_unknown_page_is_istiods_text_once(mesh_factory) -> None:
+    mesh = await mesh_factory(replicas(3))
+    (response,) = (await mesh.ask(debug("nosuchpage"))).responses
+    assert [resource.value for resource in response.resources] == [b"404 page not found\n"]
+
+
+async def test_every_debug_answer_carries_our_control_plane_id_for_all(mesh_factory) -> None:
+    mesh = await mesh_factory(replicas(2), control_plane_id="<external>")
+    for page in ("configz", "syncz", "config_dump?proxyID=app-1-0.sample"):
+        (response,) = (await mesh.ask(debug(page))).responses
+        assert json.loads(response.control_plane.identifier)["ID"] == "<external>", page
+
+
+async def test_a_page_that_changes_istiod_is_refused_unless_allowed(mesh_factory) -> None:
+    refusing = await mesh_factory(replicas(2))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await refusing.ask(debug("adsz?push=true"))
+    assert raised.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert "serve --allow-debug-changes" in raised.value.details()
+    assert not any(request.type_url == DEBUG for istiod in refusing.istiods for request in istiod.seen_requests)
+
+
+async def test_an_allowed_change_reaches_every_replica_and_each_result_is_shown(mesh_factory, caplog) -> None:
+    caplog.set_level(logging.WARNING)
+    mesh = await mesh_factory(replicas(2), allow_debug_changes=True)
+    assert one_document(await mesh.ask(debug("adsz?push=true"))) == {
+        "istiod-0": "Pushed to 3 servers\n",
+        "istiod-1": "Pushed to 3 servers\n",
+    }
+    assert any("passing adsz?push=true, which changes istiod, to 2 replicas" in record.getMessage() for record in caplog.records)
 
 
 async def test_faulty_replicas_do_not_hide_the_healthy_ones(mesh_factory, caplog) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest, DiscoveryResponse
 
-from kubectl_istio_remote.aggregator.server import FAILED_METADATA_KEY, SOURCES_METADATA_KEY
+from kubectl_istio_remote.aggregator.server import DISAGREE_METADATA_KEY, FAILED_METADATA_KEY, SOURCES_METADATA_KEY
 from kubectl_istio_remote.relay import Relay, Target, TcpDialer, client_tls_context
 
 
@@ -23,6 +23,8 @@ class Replies:
     failed: list[str]
     #: (istiod, resource count) in the order of the last merged response's resources.
     sources: list[tuple[str, int]]
+    #: Global debug pages the replicas answered differently (each answer then keyed by replica).
+    disagreements: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,8 @@ async def ask(connection: Connection, requests: Sequence[DiscoveryRequest], time
         trailers = list(await call.trailing_metadata() or ())
     failed = [value for key, value in trailers if key == FAILED_METADATA_KEY]
     sources = [value.rpartition("=") for key, value in trailers if key == SOURCES_METADATA_KEY]
-    return Replies(responses, failed, [(name, int(count)) for name, _, count in sources])
+    disagreements = [value for key, value in trailers if key == DISAGREE_METADATA_KEY]
+    return Replies(responses, failed, [(name, int(count)) for name, _, count in sources], disagreements)
 
 
 async def check_health(connection: Connection, timeout: float) -> bool:

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest, DiscoveryResponse
 
-DEBUG_TYPE = "istio.io/debug"
+from kubectl_istio_remote.aggregator.debug_pages import Page, bodies_of, merge_page, proxy_id
+
+DEBUG = "istio.io/debug"
 PROXY_NOT_CONNECTED = b"Proxy not connected to this Pilot instance"
 
 
@@ -34,7 +36,7 @@ def route_for(request: DiscoveryRequest) -> Route:
     data that the user wants from all replicas.
     """
     names = list(request.resource_names)
-    if request.type_url == DEBUG_TYPE:
+    if request.type_url == DEBUG:
         return Route.ONE_PROXY if any("proxyID=" in name for name in names) else Route.BROADCAST
     return Route.ONE_PROXY if names else Route.BROADCAST
 
@@ -70,22 +72,38 @@ def knows_proxy(response: DiscoveryResponse) -> bool:
     return PROXY_NOT_CONNECTED not in resources[0].value
 
 
-def merge(request: DiscoveryRequest, answers: Sequence[Answer], control_plane_id: str) -> bytes:
+@dataclass(frozen=True)
+class Combined:
+    raw: bytes
+    #: The replicas disagreed on a global debug page: said to the user ("" when they agreed).
+    disagreement: str = ""
+
+
+def merge(request: DiscoveryRequest, answers: Sequence[Answer], control_plane_id: str) -> Combined:
     """The serialized single response for `request`, from the healthy istiods' answers (at least one).
 
-    Resources are never decoded: serialized protobuf messages concatenate into one message whose
-    repeated fields are joined and whose scalar fields take the last value, so the merged answer is
-    the replicas' bytes in a stable order followed by the fields that must be ours.
+    Resources are mostly never decoded: serialized protobuf messages concatenate into one message
+    whose repeated fields are joined and whose scalar fields take the last value, so the merged
+    answer is the replicas' bytes in a stable order followed by the fields that must be ours. Debug
+    pages (`istio.io/debug`) are one body each, merged by what the page means (debug_pages).
     """
     ordered = in_merge_order(answers)
-    if route_for(request) is Route.ONE_PROXY:
-        holders = [answer for answer in ordered if answer.holds_proxy]
-        return (holders[0] if holders else _most_telling_refusal(ordered)).raw
+    debug_page = request.type_url == DEBUG
+    identity = merged_identifier([answer.head.control_plane.identifier for answer in ordered], control_plane_id, always=debug_page)
     tail = DiscoveryResponse(type_url=request.type_url, nonce=uuid.uuid4().hex, version_info=ordered[0].head.version_info)
-    identity = merged_identifier([answer.head.control_plane.identifier for answer in ordered], control_plane_id)
     if identity:
         tail.control_plane.identifier = identity
-    return b"".join([*(answer.raw for answer in ordered), tail.SerializeToString()])
+    if route_for(request) is Route.ONE_PROXY:
+        holders = [answer for answer in ordered if answer.holds_proxy]
+        chosen = (holders[0] if holders else _most_telling_refusal(ordered)).raw
+        return Combined(chosen + tail.SerializeToString() if debug_page else chosen)
+    if debug_page and request.resource_names:
+        page = Page.of(request.resource_names[0])
+        bodies = bodies_of([(answer.istiod, DiscoveryResponse.FromString(answer.raw)) for answer in ordered])
+        merged = merge_page(page, bodies, proxy_id(request.node.id))
+        tail.resources.add(type_url=DEBUG, value=merged.body)
+        return Combined(tail.SerializeToString(), merged.disagreement)
+    return Combined(b"".join([*(answer.raw for answer in ordered), tail.SerializeToString()]))
 
 
 def in_merge_order(answers: Sequence[Answer]) -> list[Answer]:
@@ -101,16 +119,17 @@ def _most_telling_refusal(answers: Sequence[Answer]) -> Answer:
     return answers[0]
 
 
-def merged_identifier(identifiers: Sequence[str], control_plane_id: str) -> str:
+def merged_identifier(identifiers: Sequence[str], control_plane_id: str, always: bool = False) -> str:
     """istiod's `{"Component","ID","Info"}` JSON for the whole set of replicas.
 
     ID becomes `control_plane_id`; every Info field on which the replicas disagree (a rollout
     in progress, mixed revisions) lists all values, comma separated, instead of showing one.
-    Returns "" when no replica sent an identifier (istiod ≥ 1.25 sends it on syncz only).
+    When no replica sent one (istiod ≥ 1.25 sends it on syncz only), returns "", or with `always`
+    (debug pages, which `x internal-debug --all` keys by this ID) ours with no build information.
     """
     parsed = [parsed for parsed in map(_parse_identifier, identifiers) if parsed is not None]
     if not parsed:
-        return ""
+        return json.dumps({"Component": "istiod", "ID": control_plane_id, "Info": {}}, separators=(",", ":")) if always else ""
     component = next((p["Component"] for p in parsed if p.get("Component")), "istiod")
     infos = [p["Info"] for p in parsed if isinstance(p.get("Info"), dict)]
     info: dict[str, object] = {}

@@ -18,8 +18,9 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
+from kubectl_istio_remote.aggregator.debug_pages import Page
 from kubectl_istio_remote.aggregator.discovery import TargetSource
-from kubectl_istio_remote.aggregator.merge import Answer, in_merge_order, merge
+from kubectl_istio_remote.aggregator.merge import DEBUG, Answer, in_merge_order, merge
 from kubectl_istio_remote.aggregator.upstream import IstiodPool, UpstreamFailure
 from kubectl_istio_remote.console import Console
 from kubectl_istio_remote.istio import CONTROL_PLANE_ID, ISTIOD_TIMEOUT_SECONDS
@@ -31,6 +32,8 @@ FAILED_METADATA_KEY = "x-istio-remote-failed"
 #: "istiod=count" per replica, in merge order, for the last merged answer on the stream: lets our
 #: own client show which replica each proxy is connected to (istioctl sees one control plane).
 SOURCES_METADATA_KEY = "x-istio-remote-sources"
+#: The replicas answered a global debug page differently; the answer is keyed by replica.
+DISAGREE_METADATA_KEY = "x-istio-remote-disagree"
 FORWARDED_METADATA = frozenset({"authorization"})
 ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 #: istiod refusing the caller is the caller's problem to fix, so keep istiod's own code for it.
@@ -50,6 +53,9 @@ class Settings:
     require_all: bool = False
     control_plane_id: str = CONTROL_PLANE_ID
     max_message_bytes: int = 512 * 1024 * 1024
+    #: Pass on debug pages that change istiod (`adsz?push=true`, `cachez?clear=true`, `force_disconnect`):
+    #: a user's own session may; a shared aggregator refuses unless its operator allows it.
+    allow_debug_changes: bool = False
     #: Connect to each replica when it is found rather than at the first request: worth it where a
     #: connection costs round trips (local mode's port-forwards from a laptop).
     connect_ahead: bool = False
@@ -78,6 +84,7 @@ class Merged:
     raw: bytes
     failures: list[UpstreamFailure]
     sources: list[tuple[str, int]]
+    disagreement: str = ""
 
 
 class FanOut:
@@ -92,6 +99,7 @@ class FanOut:
         links = self._pool.links()
         if not links:
             raise AggregationError(grpc.StatusCode.UNAVAILABLE, f"no istiod found: no {self._source.description}")
+        self._check_change(request, len(links))
         results = await asyncio.gather(
             *(link.ask(request, metadata, self._settings.istiod_timeout) for link in links), return_exceptions=True
         )
@@ -119,7 +127,10 @@ class FanOut:
                 failures,
             )
         sources = [(answer.istiod, answer.resource_count) for answer in in_merge_order(answers)]
-        raw = merge(request, answers, self._settings.control_plane_id)
+        combined = merge(request, answers, self._settings.control_plane_id)
+        raw = combined.raw
+        if combined.disagreement:
+            log.warning(combined.disagreement)
         if len(raw) > self._settings.max_message_bytes:
             # Each answer fits, their sum may not: refused here, gRPC would fail the send with a
             # traceback in our log and a bare "Sent message larger than max" for the user.
@@ -129,13 +140,29 @@ class FanOut:
                 "raise it, or ask for one proxy",
                 failures,
             )
-        return Merged(raw, failures, sources)
+        return Merged(raw, failures, sources, combined.disagreement)
+
+    def _check_change(self, request: DiscoveryRequest, replicas: int) -> None:
+        """A debug page that changes istiod (a push to every proxy, a cleared cache) is passed on only where allowed, and logged."""
+        if request.type_url != DEBUG or not request.resource_names or not Page.of(request.resource_names[0]).changes_istiod:
+            return
+        page = request.resource_names[0]
+        if not self._settings.allow_debug_changes:
+            raise AggregationError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"debug page {page} changes istiod, and this aggregator does not pass such pages on: "
+                "its operator can allow them with `serve --allow-debug-changes`",
+            )
+        log.warning("passing %s, which changes istiod, to %d replicas", page, replicas)
 
 
-def trailing_metadata(failures: Sequence[UpstreamFailure], sources: Sequence[tuple[str, int]] = ()) -> tuple[tuple[str, str], ...]:
-    """One `x-istio-remote-failed` entry per failed replica and one source entry per answering one."""
+def trailing_metadata(
+    failures: Sequence[UpstreamFailure], sources: Sequence[tuple[str, int]] = (), disagreements: Sequence[str] = ()
+) -> tuple[tuple[str, str], ...]:
+    """One `x-istio-remote-failed` entry per failed replica, one source entry per answering one, one per disagreement."""
     failed = [(FAILED_METADATA_KEY, _printable(str(failure))) for failure in failures]
-    return tuple(failed + [(SOURCES_METADATA_KEY, _printable(f"{name}={count}")) for name, count in sources])
+    sourced = [(SOURCES_METADATA_KEY, _printable(f"{name}={count}")) for name, count in sources]
+    return tuple(failed + sourced + [(DISAGREE_METADATA_KEY, _printable(text)) for text in disagreements])
 
 
 def _printable(text: str) -> str:
@@ -165,6 +192,7 @@ class AggregatingDiscoveryService:
         forwarded = [(key, value) for key, value in context.invocation_metadata() if key in FORWARDED_METADATA]
         node = None
         failures: list[UpstreamFailure] = []
+        disagreements: list[str] = []
         async for raw in request_iterator:
             # Decoded here, not by gRPC: its own decoding turns a malformed request (bad UTF-8 in a
             # string field, random bytes) into UNKNOWN and an ERROR traceback in our log per request.
@@ -183,7 +211,8 @@ class AggregatingDiscoveryService:
             except AggregationError as error:
                 await context.abort(error.code, str(error), trailing_metadata=trailing_metadata(failures + error.failures))
             failures += merged.failures
-            context.set_trailing_metadata(trailing_metadata(failures, merged.sources))
+            disagreements += [merged.disagreement] if merged.disagreement else []
+            context.set_trailing_metadata(trailing_metadata(failures, merged.sources, disagreements))
             yield merged.raw
 
     async def delta(self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:

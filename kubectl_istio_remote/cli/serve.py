@@ -39,6 +39,9 @@ def command(
     require_all: Annotated[bool, typer.Option(help="Fail instead of answering from the healthy istiods only.")] = False,
     control_plane_id: Annotated[str, typer.Option(help="ID shown in istioctl's ISTIOD column.")] = CONTROL_PLANE_ID,
     max_message_bytes: Annotated[int, typer.Option(help="Largest gRPC message sent or received.")] = MAX_MESSAGE_BYTES,
+    allow_debug_changes: Annotated[
+        bool, typer.Option(help="Pass on debug pages that change istiod (adsz?push=true, cachez?clear=true, force_disconnect).")
+    ] = False,
     kubeconfig: options.Kubeconfig = None,
     context: options.Context = None,
     verbose: options.Verbose = False,
@@ -72,6 +75,7 @@ def command(
         require_all=require_all,
         control_plane_id=control_plane_id,
         max_message_bytes=max_message_bytes,
+        allow_debug_changes=allow_debug_changes,
     )
     cluster = None
     if discover:

@@ -36,6 +36,7 @@ class LocalMode:
             serving_pair=self_signed_serving_pair(replicas),
             istiod_timeout=settings.istiod_timeout,
             connect_ahead=True,
+            allow_debug_changes=True,  # the user's own session, as in pod mode
         )
         known = (self._istiods.pods, self._istiods.resource_version)
         self._aggregator = assemble(serving, replicas, PortForwardDialer(settings.external), settings.external, known)

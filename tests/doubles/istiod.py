@@ -43,6 +43,8 @@ class FakeIstiod:
     gate: asyncio.Event | None = None
     seen_metadata: list[dict[str, str]] = field(default_factory=list)
     seen_requests: list[DiscoveryRequest] = field(default_factory=list)
+    #: What `configz` answers: the same on every replica unless a test makes one differ.
+    configz: list[dict[str, str]] = field(default_factory=lambda: [{"kind": "VirtualService", "name": "reviews"}])
     #: Streams open to this replica now: shows when the aggregator closes them.
     open_streams: int = 0
     address: str = ""
@@ -119,14 +121,30 @@ class FakeIstiod:
         elif request.type_url == CONFIG_DUMP and len(names) == 1 and names[0] in self.proxies:
             response.resources.append(_packed(config_dump_pb2.ClustersConfigDump(version_info=f"{self.name}/{names[0]}")))
         elif request.type_url == DEBUG and names:
-            response.resources.append(any_pb2.Any(type_url=DEBUG, value=self._debug_page(names[0]).encode()))
+            page = self._debug_page(names[0], request.node.id.split("~")[2] if request.node.id.count("~") == 3 else "")
+            response.resources.append(any_pb2.Any(type_url=DEBUG, value=page.encode()))
         return response
 
-    def _debug_page(self, name: str) -> str:
-        _, _, query = name.partition("proxyID=")
-        if query:
-            return json.dumps({"istiod": self.name, "proxy": query}) if query in self.proxies else NOT_CONNECTED
-        return json.dumps({"istiod": self.name, "page": name})
+    def _debug_page(self, name: str, requester: str) -> str:
+        """The HTTP-style pages in the shapes istiod writes (pilot/pkg/xds/debug.go); `requester` is the asking
+        connection's proxy ID, which istiod lists among its clients like any other."""
+        page, _, query = name.partition("?")
+        _, _, proxy = query.partition("proxyID=")
+        if proxy:
+            return json.dumps({"istiod": self.name, "proxy": proxy}) if proxy in self.proxies else NOT_CONNECTED
+        clients = [*self.proxies, requester]
+        if page == "syncz":
+            return json.dumps([{"proxy": proxy, "cluster_id": "remote", "istio_version": self.version} for proxy in clients])
+        if page in ("adsz", "connections"):
+            if "push=true" in query:
+                return f"Pushed to {len(clients)} servers\n"
+            entries = [{"connectionId": f"{proxy}-{index}", "address": "127.0.0.1:1"} for index, proxy in enumerate(clients)]
+            return json.dumps({"totalClients": len(entries), "clients": entries})
+        if page == "configz":
+            return json.dumps(self.configz)
+        if page == "nosuchpage":
+            return "404 page not found\n"
+        return json.dumps({"page": name})
 
     def client_config(self, proxy: str) -> csds_pb2.ClientConfig:
         config = csds_pb2.ClientConfig()
