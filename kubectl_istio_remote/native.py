@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
 
@@ -16,7 +18,11 @@ from kubectl_istio_remote.kube.kinds import SERVICE_ACCOUNT
 from kubectl_istio_remote.permissions import TOKEN_SERVICE_ACCOUNT
 from kubectl_istio_remote.render import ProxyStatus, proxy_statuses
 
+if TYPE_CHECKING:
+    from kubectl_istio_remote.aggregator.client import Replies
+
 SYNCZ = "istio.io/debug/syncz"
+DEBUG_TYPE = "istio.io/debug"
 TOKEN_AUDIENCE = "istio-ca"
 TOKEN_SECONDS = 3600
 
@@ -52,15 +58,38 @@ def syncz_request(istio_namespace: str, proxy: str | None) -> DiscoveryRequest:
     return request
 
 
-def fetch(address: str, token: str, istio_namespace: str, proxy: str | None, timeout: float) -> tuple[list[ProxyStatus], list[str]]:
-    """Every proxy's sync status (or one proxy's), and the replicas that did not answer."""
+@dataclass(frozen=True)
+class Syncz:
+    """Every proxy's sync status (or one proxy's), the replicas that did not answer, and what those that did run."""
+
+    statuses: list[ProxyStatus]
+    failed: list[str]
+    #: Each answering replica's control-plane identifier, by replica name.
+    identities: dict[str, str]
+    #: (replica, proxies it holds), in merge order.
+    sources: list[tuple[str, int]]
+
+
+def ask_once(address: str, token: str, request: DiscoveryRequest, timeout: float) -> Replies:
+    """One request through the aggregator, as istioctl sends it; an aggregator-level refusal is one line."""
     import grpc
 
     from kubectl_istio_remote.aggregator.client import Connection, ask
 
     try:
-        replies = asyncio.run(ask(Connection(address, token=token), [syncz_request(istio_namespace, proxy)], timeout))
+        return asyncio.run(ask(Connection(address, token=token), [request], timeout))
     except grpc.aio.AioRpcError as error:
         raise UnavailableError(f"istiod answered {error.code().name}: {error.details()}") from None
+
+
+def fetch(address: str, token: str, istio_namespace: str, proxy: str | None, timeout: float) -> Syncz:
+    replies = ask_once(address, token, syncz_request(istio_namespace, proxy), timeout)
     statuses = proxy_statuses(replies.responses[0], replies.sources, fallback_istiod=CONTROL_PLANE_ID)
-    return statuses, replies.failed
+    return Syncz(statuses, replies.failed, replies.identities, replies.sources)
+
+
+def debug_request(istio_namespace: str, page: str) -> DiscoveryRequest:
+    """`istioctl x internal-debug PAGE`'s request."""
+    request = syncz_request(istio_namespace, None)
+    request.type_url, request.resource_names[:] = DEBUG_TYPE, [page]
+    return request

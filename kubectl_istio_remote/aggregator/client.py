@@ -10,7 +10,7 @@ import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest, DiscoveryResponse
 
-from kubectl_istio_remote.aggregator.server import DISAGREE_METADATA_KEY, FAILED_METADATA_KEY, SOURCES_METADATA_KEY
+from kubectl_istio_remote.aggregator.server import DISAGREE_METADATA_KEY, FAILED_METADATA_KEY, IDENTITY_METADATA_KEY, SOURCES_METADATA_KEY
 from kubectl_istio_remote.relay import Relay, Target, TcpDialer, client_tls_context
 
 
@@ -25,6 +25,8 @@ class Replies:
     sources: list[tuple[str, int]]
     #: Global debug pages the replicas answered differently (each answer then keyed by replica).
     disagreements: list[str] = field(default_factory=list)
+    #: Each answering replica's control-plane identifier (JSON: Component, ID, Info with version and revision).
+    identities: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,8 @@ async def ask(connection: Connection, requests: Sequence[DiscoveryRequest], time
     failed = [value for key, value in trailers if key == FAILED_METADATA_KEY]
     sources = [value.rpartition("=") for key, value in trailers if key == SOURCES_METADATA_KEY]
     disagreements = [value for key, value in trailers if key == DISAGREE_METADATA_KEY]
-    return Replies(responses, failed, [(name, int(count)) for name, _, count in sources], disagreements)
+    identities = dict(value.split("=", 1) for key, value in trailers if key == IDENTITY_METADATA_KEY)
+    return Replies(responses, failed, [(name, int(count)) for name, _, count in sources], disagreements, identities)
 
 
 async def check_health(connection: Connection, timeout: float) -> bool:

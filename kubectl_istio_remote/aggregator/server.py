@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
@@ -32,6 +32,8 @@ FAILED_METADATA_KEY = "x-istio-remote-failed"
 #: "istiod=count" per replica, in merge order, for the last merged answer on the stream: lets our
 #: own client show which replica each proxy is connected to (istioctl sees one control plane).
 SOURCES_METADATA_KEY = "x-istio-remote-sources"
+#: "istiod=<its control-plane identifier JSON>" per answering replica: which build each one runs.
+IDENTITY_METADATA_KEY = "x-istio-remote-control-plane"
 #: The replicas answered a global debug page differently; the answer is keyed by replica.
 DISAGREE_METADATA_KEY = "x-istio-remote-disagree"
 FORWARDED_METADATA = frozenset({"authorization"})
@@ -85,6 +87,8 @@ class Merged:
     failures: list[UpstreamFailure]
     sources: list[tuple[str, int]]
     disagreement: str = ""
+    #: (istiod, its control-plane identifier) of the replicas that sent one.
+    identities: list[tuple[str, str]] = field(default_factory=list)
 
 
 class FanOut:
@@ -140,7 +144,12 @@ class FanOut:
                 "raise it, or ask for one proxy",
                 failures,
             )
-        return Merged(raw, failures, sources, combined.disagreement)
+        identities = [
+            (answer.istiod, answer.head.control_plane.identifier)
+            for answer in in_merge_order(answers)
+            if answer.head.control_plane.identifier
+        ]
+        return Merged(raw, failures, sources, combined.disagreement, identities)
 
     def _check_change(self, request: DiscoveryRequest, replicas: int) -> None:
         """A debug page that changes istiod (a push to every proxy, a cleared cache) is passed on only where allowed, and logged."""
@@ -157,12 +166,14 @@ class FanOut:
 
 
 def trailing_metadata(
-    failures: Sequence[UpstreamFailure], sources: Sequence[tuple[str, int]] = (), disagreements: Sequence[str] = ()
+    failures: Sequence[UpstreamFailure], merged: Merged | None = None, disagreements: Sequence[str] = ()
 ) -> tuple[tuple[str, str], ...]:
-    """One `x-istio-remote-failed` entry per failed replica, one source entry per answering one, one per disagreement."""
+    """One `x-istio-remote-failed` entry per failed replica; per answering one its resource count and
+    identity; one entry per disagreement."""
     failed = [(FAILED_METADATA_KEY, _printable(str(failure))) for failure in failures]
-    sourced = [(SOURCES_METADATA_KEY, _printable(f"{name}={count}")) for name, count in sources]
-    return tuple(failed + sourced + [(DISAGREE_METADATA_KEY, _printable(text)) for text in disagreements])
+    sourced = [(SOURCES_METADATA_KEY, _printable(f"{name}={count}")) for name, count in (merged.sources if merged else ())]
+    named = [(IDENTITY_METADATA_KEY, _printable(f"{name}={identity}")) for name, identity in (merged.identities if merged else ())]
+    return tuple(failed + sourced + named + [(DISAGREE_METADATA_KEY, _printable(text)) for text in disagreements])
 
 
 def _printable(text: str) -> str:
@@ -212,7 +223,7 @@ class AggregatingDiscoveryService:
                 await context.abort(error.code, str(error), trailing_metadata=trailing_metadata(failures + error.failures))
             failures += merged.failures
             disagreements += [merged.disagreement] if merged.disagreement else []
-            context.set_trailing_metadata(trailing_metadata(failures, merged.sources, disagreements))
+            context.set_trailing_metadata(trailing_metadata(failures, merged, disagreements))
             yield merged.raw
 
     async def delta(self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:

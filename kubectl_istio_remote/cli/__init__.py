@@ -14,7 +14,7 @@ import click
 import typer
 
 from kubectl_istio_remote import completion as completion_protocol
-from kubectl_istio_remote.cli import cleanup, completion, doctor, manifest, proxy_status, serve, shell, version
+from kubectl_istio_remote.cli import cleanup, completion, doctor, manifest, proxy_status, remote_clusters, serve, shell, version
 from kubectl_istio_remote.cli.invocation import Invocation, split_passthrough
 from kubectl_istio_remote.console import Console
 from kubectl_istio_remote.errors import UserError
@@ -33,6 +33,7 @@ def build_app() -> typer.Typer:
     app.callback()(_root)
     app.command("proxy-status")(proxy_status.command)
     app.command("shell")(shell.command)
+    app.command("remote-clusters")(remote_clusters.command)
     app.command("cleanup")(cleanup.command)
     app.command("doctor")(doctor.command)
     app.command("serve")(serve.command)

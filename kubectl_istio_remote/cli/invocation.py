@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
@@ -12,7 +12,10 @@ from kubectl_istio_remote.console import Console
 from kubectl_istio_remote.errors import UserError
 
 if TYPE_CHECKING:
+    from kubectl_istio_remote.native import Syncz
     from kubectl_istio_remote.session.settings import SessionSettings
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -57,3 +60,28 @@ def session_settings(ctx: click.Context, earlier_errors: Callable[[], object] = 
     except UserError:
         earlier_errors()
         raise
+
+
+def native_syncz(ctx: click.Context, settings: SessionSettings, proxy: str | None, timeout: float) -> Syncz:
+    """Every proxy's sync status (or one proxy's) through a session: proxy-status and version's data."""
+    from kubectl_istio_remote import native
+
+    return through_session(ctx, settings, lambda address, token: native.fetch(address, token, settings.istio_namespace, proxy, timeout))
+
+
+def through_session(ctx: click.Context, settings: SessionSettings, ask: Callable[[str, str], T]) -> T:
+    """A session, a token as istioctl gets one (asked while the session opens), and `ask(address, token)`: the native commands.
+
+    Their answers name each failed replica themselves, so local mode's in-process aggregator does not say it again.
+    """
+    from kubectl_istio_remote import native
+    from kubectl_istio_remote.console import AGGREGATOR_LOGGER
+    from kubectl_istio_remote.session.lifecycle import open_session
+    from kubectl_istio_remote.signals import signals_interrupt
+
+    chosen = current(ctx).console
+    chosen.quiet_logger(AGGREGATOR_LOGGER)
+    with signals_interrupt():
+        token = native.istioctl_token_soon(settings.mesh, settings.istio_namespace)
+        with open_session(settings, chosen, istioctl=None) as address:
+            return ask(address, token())

@@ -10,7 +10,6 @@ import typer
 from kubectl_istio_remote import IMAGE
 from kubectl_istio_remote.cli import invocation, options
 from kubectl_istio_remote.completion import complete_mesh_namespace
-from kubectl_istio_remote.console import AGGREGATOR_LOGGER
 from kubectl_istio_remote.istio import POD_TTL_SECONDS, SESSION_TIMEOUT_SECONDS
 from kubectl_istio_remote.session.settings import Mode, PullPolicy
 from kubectl_istio_remote.status import ExitStatus
@@ -51,8 +50,6 @@ def command(
 ) -> int:
     """Show the sync status of every proxy in the mesh, from every istiod replica. Arguments after -- go to istioctl."""
     from kubectl_istio_remote import istioctl as istioctl_adapter
-    from kubectl_istio_remote import native as native_query
-    from kubectl_istio_remote import render
     from kubectl_istio_remote.process import run_foreground
     from kubectl_istio_remote.session.lifecycle import open_session
     from kubectl_istio_remote.signals import signals_interrupt
@@ -67,26 +64,23 @@ def command(
     elif istioctl is not None and output in (Output.json, Output.yaml) and istioctl.release < ISTIOCTL_STRUCTURED_OUTPUT:
         console.progress(f"istioctl {istioctl.version} has no -o {output.value} for proxy-status: printing it natively")
         istioctl = None
-    if istioctl is None:
-        # The native answer names each failed replica itself; local mode's in-process aggregator would say it twice.
-        console.quiet_logger(AGGREGATOR_LOGGER)
-    with signals_interrupt():
-        if istioctl is None:  # asked while the session opens: it needs nothing the session makes
-            token = native_query.istioctl_token_soon(settings.mesh, settings.istio_namespace)
-        with open_session(settings, console, istioctl=istioctl) as address:
-            if istioctl is not None:
-                argv = [
-                    istioctl.path,
-                    *istioctl_adapter.cluster_flags(settings.mesh.kubeconfig, settings.mesh.context),
-                    *istioctl.proxy_status_command(),
-                    *([pod] if pod else []),
-                    *(["-n", namespace] if namespace else []),
-                    *(["-o", output.value] if output in (Output.json, Output.yaml) else []),
-                    *invocation.current(ctx).passthrough,
-                ]
-                return run_foreground(argv, istioctl_adapter.environment(address, settings.istio_namespace))
-            proxy = None if pod is None else pod if "." in pod else f"{pod}.{namespace or 'default'}"
-            statuses, failed = native_query.fetch(address, token(), settings.istio_namespace, proxy, timeout)
+    if istioctl is not None:
+        with signals_interrupt(), open_session(settings, console, istioctl=istioctl) as address:
+            argv = [
+                istioctl.path,
+                *istioctl_adapter.cluster_flags(settings.mesh.kubeconfig, settings.mesh.context),
+                *istioctl.proxy_status_command(),
+                *([pod] if pod else []),
+                *(["-n", namespace] if namespace else []),
+                *(["-o", output.value] if output in (Output.json, Output.yaml) else []),
+                *invocation.current(ctx).passthrough,
+            ]
+            return run_foreground(argv, istioctl_adapter.environment(address, settings.istio_namespace))
+    from kubectl_istio_remote import render  # the Envoy protos: imported after the first requests have gone out
+
+    proxy = None if pod is None else pod if "." in pod else f"{pod}.{namespace or 'default'}"
+    syncz = invocation.native_syncz(ctx, settings, proxy, timeout)
+    statuses, failed = syncz.statuses, syncz.failed
     for failure in failed:
         console.warning(f"istiod {failure}")
     if namespace and pod is None:

@@ -44,7 +44,6 @@ def open_session(settings: SessionSettings, console: Console, *, istioctl: Istio
     """
     deadline = time.monotonic() + settings.timeout
     preflight = check_before_creating(settings, console, istioctl)
-    settle_start_up()
     io = LoopThread()
     in_flight: BaseException | None = None
     try:
@@ -56,6 +55,7 @@ def open_session(settings: SessionSettings, console: Console, *, istioctl: Istio
         address = session.open(deadline)
         wait_healthy(io, address, deadline, session.tunnel_error)
         console.detail(f"aggregator reachable at {address}")
+        settle_start_up()  # everything is loaded: what runs from here (a shell for hours) is collected as usual
         yield address
     except BaseException as error:
         in_flight = error
