@@ -32,8 +32,10 @@ def outcomes_of(calls: Sequence[Callable[[], T]]) -> list[T | BaseException]:
         futures = [pool.submit(_outcome, call) for call in calls]
         return [future.result() for future in futures]
     finally:
-        # A signal (Interrupted) while waiting must not wait for requests in flight: they end on their own timeout.
-        pool.shutdown(wait=False, cancel_futures=True)
+        # A signal (Interrupted) while waiting: calls not started are dropped, those in flight end
+        # first (within their request timeout). Teardown then sees every object a create made; one
+        # that landed after teardown's delete would be left behind (the signal campaign found one).
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def in_background(call: Callable[[], T]) -> Callable[[], T]:

@@ -6,6 +6,7 @@ Every test puts each replica back as it found it, waiting until each sidecar is 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -16,6 +17,9 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
 
 from kubectl_istio_remote.aggregator.tls import self_signed_pair
 from kubectl_istio_remote.istio import ISTIOD_PORT
@@ -155,3 +159,38 @@ def test_five_sessions_at_once_each_answer_and_leave_nothing(sandbox: Sandbox) -
     pods = {line.split()[2] for _, stderr in outputs for line in stderr.splitlines() if line.startswith("creating pod")}
     assert len(pods) == 5  # five distinct session names
     assert leftovers(sandbox) == []
+
+
+def test_a_replica_on_another_mesh_config_is_shown_beside_the_others_and_said(sandbox: Sandbox, tmp_path: Path) -> None:
+    """A split control plane is what internal-debug is for: `mesh` keyed by replica, and a warning naming the page."""
+    drifted = tmp_path / "mesh-drifted.yaml"
+    config = yaml.safe_load(mesh.mesh_config().read_text())
+    drifted.write_text(yaml.safe_dump({**config, "defaultConfig": {**config["defaultConfig"], "concurrency": 7}}))
+    procs.stop("istiod-1")
+    mesh.start_istiod(1, sandbox.istiods[1], clusters.context_kubeconfig("remote"), drifted)
+    try:
+        procs.wait_until("istiod-1", lambda: procs.port_open(sandbox.istiods[1], ISTIOD_PORT), 60, process="istiod-1")
+        argv = [
+            "kubectl-istio_remote",
+            "shell",
+            *CLUSTERS,
+            "--mode",
+            "local",
+            "--",
+            "istioctl",
+            "x",
+            "internal-debug",
+            "mesh",
+            "--context",
+            "remote",
+        ]
+        result = sandbox.run(*argv)
+    finally:
+        procs.stop("istiod-1")
+        _restore(sandbox)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert sorted(document) == ["istiod-0", "istiod-1", "istiod-2"], result.stdout
+    assert document["istiod-1"]["defaultConfig"]["concurrency"] == 7
+    assert "concurrency" not in document["istiod-0"]["defaultConfig"]
+    assert "warning: the istiod replicas disagree on mesh: answer keyed by replica (istiod-0, istiod-1, istiod-2)" in result.stderr
