@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.sandbox import SANDBOX, Sandbox, running_sandbox
+from bench.timing import as_installed
 
 ROUNDS = int(os.environ.get("NETWORK_ROUNDS", "5"))
 RTTS_MS = (0, 50, 150)
@@ -160,6 +161,7 @@ def aggregator_start(sandbox: Sandbox) -> float:
 
 
 def main() -> None:
+    as_installed()
     with running_sandbox() as sandbox:
         results = measure(sandbox)
         start = aggregator_start(sandbox)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import statistics
 
 from bench.sandbox import running_sandbox
-from bench.timing import run_samples
+from bench.timing import as_installed, run_samples
 
 ROUNDS = 7
 CLUSTERS = ["--context", "remote", "--external-context", "external"]
@@ -25,6 +25,7 @@ def timed(argv: list[str], env: dict[str, str], rounds: int = ROUNDS) -> float:
 
 
 def main() -> None:
+    as_installed()
     with running_sandbox() as sandbox:
         env = sandbox.env
         one_replica = timed(

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "plugin-manifest"))
 from build_archive import archive_name, host_platform  # noqa: E402 - plugin-manifest is a script directory
 
-from bench.timing import run_samples  # noqa: E402
+from bench.timing import as_installed, run_samples  # noqa: E402
 
 
 def timed(argv: list[str]) -> tuple[float, float]:
@@ -32,6 +32,7 @@ def timed(argv: list[str]) -> tuple[float, float]:
 
 
 def main() -> None:
+    as_installed()
     console_script = str(Path(sys.executable).parent / "kubectl-istio_remote")
     rows = [
         ("`python -c pass` (floor)", [sys.executable, "-c", "pass"]),
