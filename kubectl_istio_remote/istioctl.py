@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from kubectl_istio_remote.errors import UserError
 
@@ -19,6 +20,8 @@ STABLE_XDS_PROXY_STATUS = (1, 22)
 # the mesh cluster, even with ISTIOCTL_XDS_ADDRESS set; without that right it waits until timeout.
 WATCHES_WEBHOOKS = (1, 28)
 VERSION_SECONDS = 30
+VERSION_CACHE_NAME = "istioctl-versions.json"
+VERSION_CACHE_ENTRIES = 16
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,18 @@ def find(explicit: str | None) -> Istioctl | None:
 
 
 def read_version(path: str) -> str:
-    """The client version, without contacting any cluster."""
+    """The client version, without contacting any cluster; remembered per binary (path, size, mtime),
+    since running istioctl once more cost every command ~0.1 s."""
+    key = _binary_key(path)
+    remembered = _version_cache()
+    if key in remembered:
+        return remembered[key]
+    version = _ask_version(path)
+    _remember({**remembered, key: version})
+    return version
+
+
+def _ask_version(path: str) -> str:
     try:
         result = subprocess.run([path, "version", "--remote=false", "-o", "json"], capture_output=True, text=True, timeout=VERSION_SECONDS)
         return json.loads(result.stdout)["clientVersion"]["version"]
@@ -60,6 +74,41 @@ def read_version(path: str) -> str:
     except (ValueError, KeyError, TypeError):
         result = subprocess.run([path, "version", "--remote=false", "--short"], capture_output=True, text=True, timeout=VERSION_SECONDS)
         return result.stdout.strip().splitlines()[0] if result.stdout.strip() else "unknown"
+
+
+def _cache_file() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "kubectl-istio-remote" / VERSION_CACHE_NAME
+
+
+def _binary_key(path: str) -> str:
+    real = os.path.realpath(path)
+    try:
+        stat = os.stat(real)
+    except OSError:
+        return real
+    return f"{real}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _version_cache() -> dict[str, str]:
+    try:
+        loaded = json.loads(_cache_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(key): str(value) for key, value in loaded.items()} if isinstance(loaded, dict) else {}
+
+
+def _remember(versions: dict[str, str]) -> None:
+    """Kept small (the newest entries); a cache that cannot be written is only slower."""
+    newest = dict(list(versions.items())[-VERSION_CACHE_ENTRIES:])
+    path = _cache_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        partial.write_text(json.dumps(newest))
+        partial.replace(path)
+    except OSError:
+        pass
 
 
 def environment(address: str, istio_namespace: str) -> dict[str, str]:
