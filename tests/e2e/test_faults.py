@@ -194,3 +194,13 @@ def test_a_replica_on_another_mesh_config_is_shown_beside_the_others_and_said(sa
     assert document["istiod-1"]["defaultConfig"]["concurrency"] == 7
     assert "concurrency" not in document["istiod-0"]["defaultConfig"]
     assert "warning: the istiod replicas disagree on mesh: answer keyed by replica (istiod-0, istiod-1, istiod-2)" in result.stderr
+
+
+def test_version_remote_names_a_failed_replica_and_shows_the_others(sandbox: Sandbox) -> None:
+    with faults(sandbox, stopped=(0,)):
+        result = sandbox.run("kubectl-istio_remote", "version", "--remote", *CLUSTERS, "--mode", "local", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert sorted(row["name"] for row in report["controlPlane"]) == ["istiod-1", "istiod-2"]
+    assert [failure.split(":")[0] for failure in report["failedIstiods"]] == ["istiod-0"]
+    assert [line for line in result.stderr.splitlines() if line.startswith("warning: istiod istiod-0")], result.stderr

@@ -76,6 +76,19 @@ def test_the_permanent_install_serves_istioctl_every_proxy_with_the_operators_ce
             )  # fmt: skip
             assert status.returncode == 0, status.stderr
             assert all(proxy in status.stdout for proxy in sandbox.proxies), status.stdout
+
+        # A shared aggregator reads for everyone, and changes nothing for anyone: a push to every proxy is refused.
+        shared = {
+            "ISTIOCTL_XDS_ADDRESS": f"{addresses[0]}:{AGGREGATOR_PORT}",
+            "ISTIOCTL_ISTIONAMESPACE": sandbox.istio_namespace,
+            "ISTIOCTL_INSECURE": "true",
+        }
+        pages = sandbox.run("istioctl", "x", "internal-debug", "syncz", "--context", "remote", extra_env=shared)
+        assert pages.returncode == 0, pages.stderr
+        assert sorted(entry["proxy"] for entry in json.loads(pages.stdout)) == sorted(sandbox.proxies)
+        push = sandbox.run("istioctl", "x", "internal-debug", "adsz?push=true", "--context", "remote", extra_env=shared)
+        assert push.returncode != 0, push.stdout
+        assert "PermissionDenied" in push.stderr and "serve --allow-debug-changes" in push.stderr, push.stderr
     finally:
         kubectl(sandbox, "delete", "--cascade=foreground", "--wait=true", "-f", "-", stdin=printed.stdout)
         kubectl(sandbox, "delete", "secret", f"{NAME}-tls", "--ignore-not-found")
