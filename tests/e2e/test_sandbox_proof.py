@@ -34,3 +34,19 @@ def test_istioctl_pointed_at_one_replica_sees_only_that_replicas_proxies(sandbox
         seen |= listed
     # Every proxy exists and is connected, just not to the one replica istioctl reached.
     assert seen == set(sandbox.proxies)
+
+
+def test_the_demo_shows_a_third_of_the_mesh_then_all_of_it(sandbox: Sandbox) -> None:
+    """`python -m tests.sandbox demo`, the README's command for trying the plugin without a cluster."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.sandbox", "demo", "--keep"], env=sandbox.env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    outputs = result.stdout.split("\n$ ")[1:]
+    assert len(outputs) == 3, result.stdout
+    alone, pod, local = ({line.split()[0] for line in output.splitlines()[2:] if line.strip()} for output in outputs)
+    assert alone == set(sandbox.proxies_of(0)) and len(alone) < len(sandbox.proxies)
+    assert pod == local == set(sandbox.proxies)

@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     latency = commands.add_parser("latency", help="toxiproxy in front of both API servers: set the round trip, print its kubeconfig")
     latency.add_argument("--rtt-ms", type=int, required=True)
     commands.add_parser("down", help="stop every sandbox process and remove its state")
+    demo = commands.add_parser("demo", help="show istioctl seeing a third of the mesh, and the plugin seeing all of it")
+    demo.add_argument("--keep", action="store_true", help="leave the sandbox running afterwards")
     args = parser.parse_args(argv)
 
     from tests.sandbox import build, procs
@@ -52,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
             exports = sandbox.exports()
             print(f'export KUBECONFIG="{exports["KUBECONFIG"]}"')
             print(f'export PATH="{exports["PATH"]}:$PATH"')
+        elif args.command == "demo":
+            from tests.sandbox import demo
+
+            return demo.run(args.keep)
         elif args.command == "down":
             from tests.sandbox import sandbox
 
