@@ -83,8 +83,8 @@ def objects(install: Install) -> list[dict[str, Any]]:
     return built
 
 
-def to_yaml(install: Install) -> str:
-    """The objects as one YAML stream for `kubectl apply -f -`."""
+def to_yaml(documents: list[dict[str, Any]]) -> str:
+    """Objects as one YAML stream for `kubectl apply -f -`."""
     import yaml  # only this command prints YAML: kept off every other command's start-up
 
     class PlainDumper(yaml.SafeDumper):
@@ -93,7 +93,7 @@ def to_yaml(install: Install) -> str:
         def ignore_aliases(self, data: object) -> bool:
             return True
 
-    return yaml.dump_all(objects(install), Dumper=PlainDumper, sort_keys=False)
+    return yaml.dump_all(documents, Dumper=PlainDumper, sort_keys=False)
 
 
 def serve_args(install: Install) -> list[str]:

@@ -71,3 +71,42 @@ def test_gateway_without_host_is_a_usage_error() -> None:
     assert result.exit_code == ExitStatus.USAGE
     assert result.stdout == ""
     assert "--host" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+# --- `manifest --mesh`: what the mesh cluster needs to advertise the shared aggregator -------------
+
+
+def test_the_mesh_side_is_one_configmap_readable_by_every_authenticated_user_and_nothing_more(tmp_path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    objects = manifest("--mesh", "-i", "external-istiod", "--address", "xds.example.com:15012", "--ca-file", str(ca))
+    assert set(objects) == {"ConfigMap", "Role", "RoleBinding"}
+    assert all(body["metadata"]["namespace"] == "external-istiod" for body in objects.values())
+    assert objects["ConfigMap"]["data"] == {"address": "xds.example.com:15012", "ca.crt": ca.read_text()}
+    assert objects["Role"]["rules"] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["istio-remote-aggregator"], "verbs": ["get"]}
+    ]
+    assert objects["RoleBinding"]["subjects"] == [
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"}
+    ]
+    assert objects["RoleBinding"]["roleRef"]["name"] == objects["Role"]["metadata"]["name"] == objects["ConfigMap"]["metadata"]["name"]
+    assert "app.kubernetes.io/managed-by" not in objects["ConfigMap"]["metadata"]["labels"], "cleanup must never take it for a session's"
+
+
+def test_without_a_ca_file_the_configmap_holds_the_address_only() -> None:
+    assert manifest("--mesh", "--address", "10.0.0.9:15012")["ConfigMap"]["data"] == {"address": "10.0.0.9:15012"}
+
+
+def test_mesh_mistakes_are_one_line_with_the_next_step(tmp_path) -> None:
+    not_pem = tmp_path / "ca.txt"
+    not_pem.write_text("hello")
+    for args, words in (
+        (["--mesh"], "add --address HOST:PORT"),
+        (["--mesh", "--address", "nonsense"], "is not HOST:PORT"),
+        (["--mesh", "--address", "h:99999"], "is not HOST:PORT"),
+        (["--mesh", "--address", "h:15012", "--ca-file", str(tmp_path / "missing.pem")], "cannot read --ca-file"),
+        (["--mesh", "--address", "h:15012", "--ca-file", str(not_pem)], "holds no PEM certificate"),
+    ):
+        result = run_cli("manifest", *args)
+        assert result.exit_code == ExitStatus.USAGE, args
+        assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1 and words in result.stderr, result.stderr

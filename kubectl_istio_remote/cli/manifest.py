@@ -11,15 +11,32 @@ from kubectl_istio_remote.cli import invocation, options
 from kubectl_istio_remote.completion import complete_istio_namespace
 from kubectl_istio_remote.errors import UsageError
 from kubectl_istio_remote.istio import DEFAULT_NAMESPACE
-from kubectl_istio_remote.manifest import NAME, Expose, Install, to_yaml
+from kubectl_istio_remote.manifest import NAME, Expose, Install, objects, to_yaml
 from kubectl_istio_remote.session.settings import PullPolicy
 
 
 def command(
     ctx: typer.Context,
     namespace: Annotated[
-        str, typer.Option("--namespace", "-n", help="istiod's namespace in the external cluster.", shell_complete=complete_istio_namespace)
+        str,
+        typer.Option(
+            "--namespace",
+            "-n",
+            "--istio-namespace",
+            "-i",
+            help="istiod's namespace (the istio namespace of the mesh cluster with --mesh).",
+            shell_complete=complete_istio_namespace,
+        ),
     ] = DEFAULT_NAMESPACE,
+    mesh: Annotated[
+        bool, typer.Option("--mesh", help="Print instead what the mesh cluster needs to advertise the aggregator to its users.")
+    ] = False,
+    address: Annotated[
+        Optional[str], typer.Option("--address", help="With --mesh: HOST:PORT where mesh users reach the aggregator.")
+    ] = None,
+    ca_file: Annotated[
+        Optional[str], typer.Option("--ca-file", help="With --mesh: the CA (PEM) that signs the aggregator's serving certificate.")
+    ] = None,
     expose: Annotated[
         Expose,
         typer.Option(
@@ -36,7 +53,16 @@ def command(
     image: options.Image = IMAGE,
     pull_policy: options.PullPolicyOption = PullPolicy.IfNotPresent,
 ) -> None:
-    """Print a Deployment, its ServiceAccount, Role, RoleBinding, Service, NetworkPolicy and PodDisruptionBudget as YAML."""
+    """Print a Deployment, its ServiceAccount, Role, RoleBinding, Service, NetworkPolicy and PodDisruptionBudget as YAML;
+    with --mesh, the ConfigMap, Role and RoleBinding that advertise the aggregator in the mesh cluster."""
+    if mesh:
+        from kubectl_istio_remote import advertisement
+
+        advertised = advertisement.Advertisement(
+            namespace, advertisement.checked_address(address), advertisement.read_ca(ca_file), __version__
+        )
+        invocation.console(ctx).data(to_yaml(advertisement.objects(advertised)))
+        return
     if expose is Expose.gateway and not host:
         raise UsageError("--expose gateway routes on the TLS server name", "add --host, the name users will dial")
     if issuer is not None and issuer.partition("/")[0] not in ("Issuer", "ClusterIssuer"):
@@ -53,4 +79,4 @@ def command(
         revision=revision,
         version=__version__,
     )
-    invocation.console(ctx).data(to_yaml(install))
+    invocation.console(ctx).data(to_yaml(objects(install)))

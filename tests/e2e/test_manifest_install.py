@@ -93,3 +93,23 @@ def test_the_permanent_install_serves_istioctl_every_proxy_with_the_operators_ce
         kubectl(sandbox, "delete", "--cascade=foreground", "--wait=true", "-f", "-", stdin=printed.stdout)
         kubectl(sandbox, "delete", "secret", f"{NAME}-tls", "--ignore-not-found")
     assert kubectl(sandbox, "get", "pods", "-l", f"app.kubernetes.io/name={NAME}", "-o", "name").stdout.strip() == ""
+
+
+def test_the_mesh_side_lets_a_user_without_rights_read_the_advertisement_and_nothing_else(sandbox: Sandbox) -> None:
+    printed = sandbox.run("kubectl-istio_remote", "manifest", "--mesh", "-i", sandbox.istio_namespace, "--address", "127.0.0.1:15012")
+    assert printed.returncode == 0, printed.stderr
+
+    def remote(*args: str, user: str = "remote", stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        argv = ["kubectl", "--context", user, "-n", sandbox.istio_namespace, *args]
+        return subprocess.run(argv, input=stdin, env=sandbox.env, capture_output=True, text=True, timeout=60, check=False)
+
+    applied = remote("apply", "-f", "-", stdin=printed.stdout)
+    assert applied.returncode == 0, applied.stderr
+    try:
+        read = remote("get", "configmap", "istio-remote-aggregator", "-o", "jsonpath={.data.address}", user="remote-limited")
+        assert read.returncode == 0 and read.stdout == "127.0.0.1:15012", read.stderr
+        for forbidden in (["get", "configmaps"], ["get", "configmap", "istio-ca-root-cert"], ["get", "secrets"]):
+            refused = remote(*forbidden, user="remote-limited")
+            assert refused.returncode != 0 and "forbidden" in refused.stderr.lower(), (forbidden, refused.stdout)
+    finally:
+        remote("delete", "-f", "-", stdin=printed.stdout)
