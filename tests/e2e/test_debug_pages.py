@@ -33,7 +33,12 @@ def test_all_is_keyed_by_our_control_plane_id(sandbox: Sandbox) -> None:
     assert sorted(entry["proxy"] for entry in document["<external>"]) == sorted(sandbox.proxies)
 
 
-@pytest.mark.parametrize("page", ["configz", "mesh", "registryz", "clusterz", "push_status"])
+@pytest.mark.parametrize("page", ["connections", "instancesz", "cachez", "telemetryz"])
+def test_every_replica_local_page_is_one_document(sandbox: Sandbox, page: str) -> None:
+    json.loads(internal_debug(sandbox, page))  # istioctl printed exactly one JSON document
+
+
+@pytest.mark.parametrize("page", ["configz", "mesh", "registryz", "clusterz", "push_status", "authorizationz", "endpointz", "list"])
 def test_a_global_page_is_one_copy_when_the_replicas_agree(sandbox: Sandbox, page: str) -> None:
     document = json.loads(internal_debug(sandbox, page))
     assert not (isinstance(document, dict) and sorted(document) == [f"istiod-{i}" for i in range(len(sandbox.istiods))]), document

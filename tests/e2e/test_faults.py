@@ -204,3 +204,13 @@ def test_version_remote_names_a_failed_replica_and_shows_the_others(sandbox: San
     assert sorted(row["name"] for row in report["controlPlane"]) == ["istiod-1", "istiod-2"]
     assert [failure.split(":")[0] for failure in report["failedIstiods"]] == ["istiod-0"]
     assert [line for line in result.stderr.splitlines() if line.startswith("warning: istiod istiod-0")], result.stderr
+
+
+def test_remote_clusters_names_a_failed_replica_and_lists_the_others(sandbox: Sandbox) -> None:
+    with faults(sandbox, stopped=(2,)):
+        result = sandbox.run("kubectl-istio_remote", "remote-clusters", *CLUSTERS, "--mode", "local", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert {row["istiod"] for row in document["clusters"]} == {"istiod-0", "istiod-1"}
+    assert [failure.split(":")[0] for failure in document["failedIstiods"]] == ["istiod-2"]
+    assert [line for line in result.stderr.splitlines() if line.startswith("warning: istiod istiod-2")], result.stderr
