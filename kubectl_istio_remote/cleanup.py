@@ -12,7 +12,7 @@ from kubectl_istio_remote.kube.cluster import Cluster
 from kubectl_istio_remote.kube.concurrent import all_of
 from kubectl_istio_remote.kube.kinds import POD, SESSION_KINDS
 from kubectl_istio_remote.kube.labels import EXPIRES_ANNOTATION, EXPIRES_FORMAT, SELECTOR, SESSION_LABEL, USER_LABEL, label_value
-from kubectl_istio_remote.kube.records import Pod, items
+from kubectl_istio_remote.kube.records import Meta, Pod, items
 from kubectl_istio_remote.kube.removal import ObjectRef, delete_objects
 
 REMOVAL_SECONDS = 30.0
@@ -33,11 +33,11 @@ def find(cluster: Cluster, namespace: str, now: datetime.datetime | None = None)
     listed = all_of([functools.partial(cluster.list_objects, kind, namespace, labels=SELECTOR) for kind in SESSION_KINDS])
     for kind, objects in zip(SESSION_KINDS, listed, strict=True):
         for obj in items(objects):
-            record = Pod.of(obj)
-            expires = record.meta.annotations.get(EXPIRES_ANNOTATION, "")
-            expired = (kind is POD and record.ended) or not expires or _parse(expires) <= now
-            labels = record.meta.labels
-            found.append(Leftover(ObjectRef(kind, record.name), labels.get(SESSION_LABEL, ""), labels.get(USER_LABEL, ""), expired))
+            meta = Meta.of(obj)
+            expires = meta.annotations.get(EXPIRES_ANNOTATION, "")
+            expired = (kind is POD and Pod.of(obj).ended) or not expires or _parse(expires) <= now
+            labels = meta.labels
+            found.append(Leftover(ObjectRef(kind, meta.name), labels.get(SESSION_LABEL, ""), labels.get(USER_LABEL, ""), expired))
     return found
 
 

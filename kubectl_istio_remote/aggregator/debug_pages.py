@@ -18,7 +18,7 @@ their answers mean (istio's pilot/pkg/xds/debug.go), so they merge by class:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -129,8 +129,3 @@ def _json(body: bytes) -> Any:
 
 def _dump(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
-
-
-def bodies_of(responses: Sequence[tuple[str, Any]]) -> dict[str, bytes]:
-    """(replica, DiscoveryResponse) pairs -> each replica's page body: its one resource's bytes (b"" if it sent none)."""
-    return {replica: response.resources[0].value if response.resources else b"" for replica, response in responses}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest, DiscoveryResponse
 
-from kubectl_istio_remote.aggregator.debug_pages import Page, bodies_of, merge_page, proxy_id
+from kubectl_istio_remote.aggregator.debug_pages import Page, merge_page, proxy_id
 
 DEBUG = "istio.io/debug"
 PROXY_NOT_CONNECTED = b"Proxy not connected to this Pilot instance"
@@ -51,12 +51,15 @@ class Answer:
     head: DiscoveryResponse
     resource_count: int
     holds_proxy: bool
+    #: A debug page's body (its one resource's bytes): what debug pages merge by; b"" for other types.
+    page_body: bytes = b""
 
     @classmethod
     def of(cls, istiod: str, raw: bytes, response: DiscoveryResponse) -> Answer:
         count, holds_proxy = len(response.resources), knows_proxy(response)
+        body = response.resources[0].value if response.type_url == DEBUG and response.resources else b""
         response.ClearField("resources")
-        return cls(istiod, raw, response, count, holds_proxy)
+        return cls(istiod, raw, response, count, holds_proxy, body)
 
 
 def knows_proxy(response: DiscoveryResponse) -> bool:
@@ -99,8 +102,7 @@ def merge(request: DiscoveryRequest, answers: Sequence[Answer], control_plane_id
         return Combined(chosen + tail.SerializeToString() if debug_page else chosen)
     if debug_page and request.resource_names:
         page = Page.of(request.resource_names[0])
-        bodies = bodies_of([(answer.istiod, DiscoveryResponse.FromString(answer.raw)) for answer in ordered])
-        merged = merge_page(page, bodies, proxy_id(request.node.id))
+        merged = merge_page(page, {answer.istiod: answer.page_body for answer in ordered}, proxy_id(request.node.id))
         tail.resources.add(type_url=DEBUG, value=merged.body)
         return Combined(tail.SerializeToString(), merged.disagreement)
     return Combined(b"".join([*(answer.raw for answer in ordered), tail.SerializeToString()]))

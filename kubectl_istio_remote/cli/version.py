@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import enum
-import json
 import platform
 from typing import Annotated, Any
 
@@ -63,12 +62,7 @@ def command(
         text += versions.text(rows, proxies)
         for failure in syncz.failed:
             invocation.console(ctx, verbose).warning(f"istiod {failure}")
-    console = invocation.console(ctx, verbose)
-    if output is Output.json:
-        console.data(json.dumps(report, indent=2) + "\n")
-    elif output is Output.yaml:
-        import yaml
+    from kubectl_istio_remote import render
 
-        console.data(yaml.safe_dump(report, sort_keys=False))
-    else:
-        console.data(text)
+    console = invocation.console(ctx, verbose)
+    console.data(text if output is Output.text else render.dump(report, output.value))
