@@ -10,12 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kubectl_istio_remote.errors import UsageError
+from kubectl_istio_remote.errors import UsageError, UserError
 from kubectl_istio_remote.kube.kinds import RBAC_GROUP
 
 CONFIGMAP_NAME = "istio-remote-aggregator"
 ADDRESS_KEY = "address"
 CA_KEY = "ca.crt"
+#: The name the serving certificate is issued for, when the address's host is not one of its names (an IP, say).
+SERVER_NAME_KEY = "server-name"
 EVERY_AUTHENTICATED_USER = {"apiGroup": RBAC_GROUP, "kind": "Group", "name": "system:authenticated"}
 
 
@@ -26,7 +28,15 @@ class Advertisement:
     address: str
     #: PEM of the CA that signs the aggregator's serving certificate ("" when a public CA does).
     ca_pem: str = ""
+    #: The name verified against the serving certificate ("": the address's host).
+    server_name: str = ""
     version: str = ""
+    #: Where it was read, for messages: "ConfigMap NS/NAME of context C", or "--aggregator".
+    source: str = ""
+
+    @property
+    def verified_name(self) -> str:
+        return self.server_name or self.address.rpartition(":")[0].strip("[]")
 
 
 def objects(advertisement: Advertisement) -> list[dict[str, Any]]:
@@ -35,7 +45,8 @@ def objects(advertisement: Advertisement) -> list[dict[str, Any]]:
         "namespace": advertisement.namespace,
         "labels": {"app.kubernetes.io/name": CONFIGMAP_NAME, "app.kubernetes.io/version": advertisement.version},
     }
-    data = {ADDRESS_KEY: advertisement.address, **({CA_KEY: advertisement.ca_pem} if advertisement.ca_pem else {})}
+    data = {ADDRESS_KEY: advertisement.address}
+    data.update({key: value for key, value in ((CA_KEY, advertisement.ca_pem), (SERVER_NAME_KEY, advertisement.server_name)) if value})
     return [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data},
         {
@@ -54,17 +65,24 @@ def objects(advertisement: Advertisement) -> list[dict[str, Any]]:
     ]
 
 
-def checked_address(address: str | None) -> str:
+def address_problem(address: str) -> str:
+    """Why `address` is not HOST:PORT ("" when it is)."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return f"{address!r} is not HOST:PORT"
+    return ""
+
+
+def checked_address(address: str | None, flag: str = "--address") -> str:
     """HOST:PORT, or a usage error saying what was wrong."""
     if not address:
         raise UsageError("--mesh advertises an aggregator's address", "add --address HOST:PORT, where mesh users reach it")
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"--address {address!r} is not HOST:PORT", "for example --address xds.example.com:15012")
+    if problem := address_problem(address):
+        raise UsageError(f"{flag} {problem}", f"for example {flag} xds.example.com:15012")
     return address
 
 
-def read_ca(path: str | None) -> str:
+def read_ca(path: str | None, flag: str = "--ca-file") -> str:
     """The CA file's PEM, or "" without one; a file that is not a PEM certificate is a usage error."""
     if path is None:
         return ""
@@ -72,7 +90,28 @@ def read_ca(path: str | None) -> str:
         with open(path, encoding="ascii") as handle:
             pem = handle.read()
     except (OSError, UnicodeDecodeError) as error:
-        raise UsageError(f"cannot read --ca-file {path}: {getattr(error, 'strerror', None) or error}", "give the CA's PEM file") from None
-    if "-----BEGIN CERTIFICATE-----" not in pem:
-        raise UsageError(f"--ca-file {path} holds no PEM certificate", "give the CA that signs the aggregator's serving certificate")
+        raise UsageError(f"cannot read {flag} {path}: {getattr(error, 'strerror', None) or error}", "give the CA's PEM file") from None
+    if PEM_CERTIFICATE not in pem:
+        raise UsageError(f"{flag} {path} holds no PEM certificate", "give the CA that signs the aggregator's serving certificate")
     return pem
+
+
+PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
+
+
+def parse(configmap: dict[str, Any], source: str) -> Advertisement:
+    """The advertisement a ConfigMap holds, or an error naming what is wrong with it and who fixes it."""
+    data = configmap.get("data") or {}
+    address, ca_pem = str(data.get(ADDRESS_KEY, "")).strip(), str(data.get(CA_KEY, ""))
+    problem = (
+        f"no {ADDRESS_KEY!r} key"
+        if not address
+        else address_problem(address) or (f"{CA_KEY!r} holds no PEM certificate" if ca_pem and PEM_CERTIFICATE not in ca_pem else "")
+    )
+    if problem:
+        raise UserError(
+            f"{source} is malformed: {problem}",
+            "ask the mesh operator to apply `kubectl istio-remote manifest --mesh` again, or pass --aggregator HOST:PORT",
+        )
+    namespace = str((configmap.get("metadata") or {}).get("namespace", ""))
+    return Advertisement(namespace, address, ca_pem, str(data.get(SERVER_NAME_KEY, "")).strip(), source=source)

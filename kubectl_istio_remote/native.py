@@ -19,7 +19,7 @@ from kubectl_istio_remote.permissions import TOKEN_SERVICE_ACCOUNT
 from kubectl_istio_remote.render import ProxyStatus, proxy_statuses
 
 if TYPE_CHECKING:
-    from kubectl_istio_remote.aggregator.client import Replies
+    from kubectl_istio_remote.aggregator.client import Connection, Replies
 
 SYNCZ = "istio.io/debug/syncz"
 DEBUG_TYPE = "istio.io/debug"
@@ -70,20 +70,22 @@ class Syncz:
     sources: list[tuple[str, int]]
 
 
-def ask_once(address: str, token: str, request: DiscoveryRequest, timeout: float) -> Replies:
+def ask_once(connection: Connection, token: str, request: DiscoveryRequest, timeout: float) -> Replies:
     """One request through the aggregator, as istioctl sends it; an aggregator-level refusal is one line."""
+    import dataclasses
+
     import grpc
 
-    from kubectl_istio_remote.aggregator.client import Connection, ask
+    from kubectl_istio_remote.aggregator.client import ask
 
     try:
-        return asyncio.run(ask(Connection(address, token=token), [request], timeout))
+        return asyncio.run(ask(dataclasses.replace(connection, token=token), [request], timeout))
     except grpc.aio.AioRpcError as error:
         raise UnavailableError(f"istiod answered {error.code().name}: {error.details()}") from None
 
 
-def fetch(address: str, token: str, istio_namespace: str, proxy: str | None, timeout: float) -> Syncz:
-    replies = ask_once(address, token, syncz_request(istio_namespace, proxy), timeout)
+def fetch(connection: Connection, token: str, istio_namespace: str, proxy: str | None, timeout: float) -> Syncz:
+    replies = ask_once(connection, token, syncz_request(istio_namespace, proxy), timeout)
     statuses = proxy_statuses(replies.responses[0], replies.sources, fallback_istiod=CONTROL_PLANE_ID)
     return Syncz(statuses, replies.failed, replies.identities, replies.sources)
 

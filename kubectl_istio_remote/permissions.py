@@ -50,17 +50,21 @@ class Need:
 
 def needs(mode: Mode, mesh: Cluster, external: Cluster, istio_namespace: str, *, istioctl: Istioctl | None = None) -> list[Need]:
     """Pod mode creates four objects and tunnels to the pod; local mode tunnels to each istiod. Both read istiod pods.
+    Shared mode needs the control-plane cluster not at all: only the token istioctl asks for, in the mesh cluster.
 
     `istioctl`, the one that will run (None: native output): 1.28+ also watches MutatingWebhookConfigurations
     of the mesh cluster to find the default revision.
     """
     ns = istio_namespace
+    mesh_side = [Need(mesh, "create", SERVICE_ACCOUNT, ns, "token", name=TOKEN_SERVICE_ACCOUNT)]
+    if istioctl is not None and istioctl.watches_webhooks:
+        mesh_side += [Need(mesh, verb, MUTATING_WEBHOOK_CONFIGURATION, "") for verb in ("list", "watch")]
+    if mode is Mode.shared:
+        return mesh_side
     common = [Need(external, verb, POD, ns) for verb in ("get", "list", "watch")]
     # kubectl's port-forward is authorized as `create`, the websocket one of the kubernetes client we use as `get`.
     common += [Need(external, verb, POD, ns, "portforward") for verb in ("get", "create")]
-    common += [Need(mesh, "create", SERVICE_ACCOUNT, ns, "token", name=TOKEN_SERVICE_ACCOUNT)]
-    if istioctl is not None and istioctl.watches_webhooks:
-        common += [Need(mesh, verb, MUTATING_WEBHOOK_CONFIGURATION, "") for verb in ("list", "watch")]
+    common += mesh_side
     if mode is Mode.local:
         return common
     pod_mode = [Need(external, verb, POD, ns) for verb in ("create", "delete")]

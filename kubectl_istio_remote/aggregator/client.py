@@ -31,13 +31,17 @@ class Replies:
 
 @dataclass(frozen=True)
 class Connection:
-    """How to reach an aggregator: plaintext, TLS verified against `root_certificates`, or TLS unverified."""
+    """How to reach an aggregator: plaintext, TLS verified (against `root_certificates`, else the system's roots), or TLS
+    unverified (a session's aggregator, whose certificate is made in memory at its start)."""
 
     address: str
     tls: bool = True
     root_certificates: bytes | None = None
+    #: The name verified against the certificate, and sent as SNI.
     server_name: str = "localhost"
     token: str | None = None
+    #: Verify against the system's roots when `root_certificates` is None (a publicly signed shared aggregator).
+    verify: bool = False
 
     @contextlib.asynccontextmanager
     async def channel(self) -> AsyncIterator[grpc.aio.Channel]:
@@ -45,12 +49,12 @@ class Connection:
         relay = None
         if not self.tls:
             channel = grpc.aio.insecure_channel(self.address, options=options)
-        elif self.root_certificates is not None:
+        elif self.root_certificates is not None or self.verify:
             credentials = grpc.ssl_channel_credentials(root_certificates=self.root_certificates)
             channel = grpc.aio.secure_channel(
                 self.address, credentials, options=[*options, ("grpc.ssl_target_name_override", self.server_name)]
             )
-        else:  # unverified, as istioctl: the aggregator's certificate is made in memory at its start
+        else:  # unverified, as istioctl
             host, _, port = self.address.rpartition(":")
             relay = Relay(Target(self.address, host, int(port), self.server_name), TcpDialer(), client_tls_context(None))
             channel = grpc.aio.insecure_channel(await relay.start(), options=options)

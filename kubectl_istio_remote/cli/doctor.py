@@ -17,13 +17,18 @@ def command(
     external_context: options.ExternalContext = None,
     istio_namespace: options.IstioNamespace = None,
     revision: options.Revision = "",
-    mode: options.ModeOption = Mode.pod,
+    mode: options.ModeOption = Mode.auto,
+    aggregator: options.Aggregator = None,
+    aggregator_ca: options.AggregatorCa = None,
     verbose: options.Verbose = False,
 ) -> int:
-    """Check RBAC rights in both clusters, that istiod pods are found, and which istioctl will run."""
-    from kubectl_istio_remote import istioctl, permissions
+    """Check RBAC rights in both clusters, that istiod pods are found, and which istioctl will run; in shared mode, that
+    the advertised aggregator answers, with a valid certificate, for every istiod replica."""
+    from kubectl_istio_remote import istioctl, native, permissions
     from kubectl_istio_remote.errors import UserError
+    from kubectl_istio_remote.istio import SESSION_TIMEOUT_SECONDS
     from kubectl_istio_remote.session.istiods import find_istiods
+    from kubectl_istio_remote.session.shared_mode import shared_checks
 
     settings = invocation.session_settings(ctx)
     checks: list[tuple[bool, str]] = []
@@ -35,12 +40,16 @@ def command(
         )
     except UserError as error:
         checks.append((False, error.one_line()))
-    needs = permissions.needs(mode, settings.mesh, settings.external, settings.istio_namespace, istioctl=found)
+    needs = permissions.needs(settings.mode, settings.mesh, settings.external, settings.istio_namespace, istioctl=found)
     checks += [(granted, f"may {need.description}") for need, granted in zip(needs, permissions.check(needs), strict=True)]
-    try:
-        pods = find_istiods(settings).pods
-        checks.append((True, f"istiod pods found: {', '.join(pod.name for pod in pods)}"))
-    except UserError as error:
-        checks.append((False, error.one_line()))
+    if settings.shared is not None:
+        token = native.istioctl_token_soon(settings.mesh, settings.istio_namespace)
+        checks += shared_checks(settings.shared, token, settings.istio_namespace, SESSION_TIMEOUT_SECONDS)
+    else:
+        try:
+            pods = find_istiods(settings).pods
+            checks.append((True, f"istiod pods found: {', '.join(pod.name for pod in pods)}"))
+        except UserError as error:
+            checks.append((False, error.one_line()))
     invocation.console(ctx, verbose).data("".join(f"{'[ok]  ' if ok else '[FAIL]'} {text}\n" for ok, text in checks))
     return ExitStatus.SUCCESS if all(ok for ok, _ in checks) else ExitStatus.ERROR

@@ -12,6 +12,7 @@ from kubectl_istio_remote.console import Console
 from kubectl_istio_remote.errors import UserError
 
 if TYPE_CHECKING:
+    from kubectl_istio_remote.aggregator.client import Connection
     from kubectl_istio_remote.native import Syncz
     from kubectl_istio_remote.session.settings import SessionSettings
 
@@ -66,11 +67,13 @@ def native_syncz(ctx: click.Context, settings: SessionSettings, proxy: str | Non
     """Every proxy's sync status (or one proxy's) through a session: proxy-status and version's data."""
     from kubectl_istio_remote import native
 
-    return through_session(ctx, settings, lambda address, token: native.fetch(address, token, settings.istio_namespace, proxy, timeout))
+    return through_session(
+        ctx, settings, lambda connection, token: native.fetch(connection, token, settings.istio_namespace, proxy, timeout)
+    )
 
 
-def through_session(ctx: click.Context, settings: SessionSettings, ask: Callable[[str, str], T]) -> T:
-    """A session, a token as istioctl gets one (asked while the session opens), and `ask(address, token)`: the native commands.
+def through_session(ctx: click.Context, settings: SessionSettings, ask: Callable[[Connection, str], T]) -> T:
+    """A session, a token as istioctl gets one (asked while the session opens), and `ask(connection, token)`: the native commands.
 
     Their answers name each failed replica themselves, so local mode's in-process aggregator does not say it again.
     """
@@ -83,5 +86,26 @@ def through_session(ctx: click.Context, settings: SessionSettings, ask: Callable
     chosen.quiet_logger(AGGREGATOR_LOGGER)
     with signals_interrupt():
         token = native.istioctl_token_soon(settings.mesh, settings.istio_namespace)
-        with open_session(settings, chosen, istioctl=None) as address:
-            return ask(address, token())
+        with open_session(settings, chosen, istioctl=None) as connection:
+            return ask(connection, token())
+
+
+def report_failed(ctx: click.Context, settings: SessionSettings, failed: list[str]) -> int:
+    """Name each replica that did not answer; the exit status of an answer that lacks them.
+
+    A session's partial answer exits 0, its warnings said (the user's own session, retried at will). A shared
+    aggregator's is an error: the operator's install is broken, and scripts of users who cannot see it must notice.
+    """
+    from kubectl_istio_remote.status import ExitStatus
+
+    chosen = current(ctx).console
+    for failure in failed:
+        chosen.warning(f"istiod {failure}")
+    if not failed or settings.shared is None:
+        return ExitStatus.SUCCESS
+    names = ", ".join(failure.split(":")[0] for failure in failed)
+    chosen.error(
+        f"the shared aggregator at {settings.shared.address} could not reach istiod {names}: the answer lacks their proxies; "
+        "tell the mesh operator (`kubectl istio-remote doctor` names the replicas)"
+    )
+    return ExitStatus.UNAVAILABLE

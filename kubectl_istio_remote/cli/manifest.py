@@ -43,7 +43,13 @@ def command(
             help="none: a ClusterIP Service; loadbalancer: a LoadBalancer Service; gateway: TLS passthrough on an Istio ingress gateway."
         ),
     ] = Expose.none,
-    host: Annotated[Optional[str], typer.Option(help="Hostname users dial through the gateway (SNI); needed by --expose gateway.")] = None,
+    host: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Hostname users dial through the gateway (SNI); needed by --expose gateway. With --mesh: the name the serving "
+            "certificate is issued for, when it is not the host of --address."
+        ),
+    ] = None,
     gateway_selector: Annotated[str, typer.Option(help="Label of the ingress gateway's pods.")] = "istio=ingressgateway",
     tls_secret: Annotated[str, typer.Option(help="kubernetes.io/tls Secret holding the serving certificate.")] = f"{NAME}-tls",
     issuer: Annotated[
@@ -59,7 +65,7 @@ def command(
         from kubectl_istio_remote import advertisement
 
         advertised = advertisement.Advertisement(
-            namespace, advertisement.checked_address(address), advertisement.read_ca(ca_file), __version__
+            namespace, advertisement.checked_address(address), advertisement.read_ca(ca_file), host or "", __version__
         )
         invocation.console(ctx).data(to_yaml(advertisement.objects(advertised)))
         return

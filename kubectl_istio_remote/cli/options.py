@@ -41,7 +41,21 @@ Revision = Annotated[str, typer.Option("--revision", "-r", help="Istio revision 
 ModeOption = Annotated[
     Mode,
     typer.Option(
-        "--mode", help="pod: run the aggregator in a short-lived pod next to istiod; local: run it here, port-forwarding to each istiod."
+        "--mode",
+        help="auto: shared when the mesh cluster advertises an aggregator, else pod; pod: run the aggregator in a short-lived "
+        "pod next to istiod; local: run it here, port-forwarding to each istiod; shared: the operator's aggregator, nothing created.",
+    ),
+]
+Aggregator = Annotated[
+    Optional[str],
+    typer.Option("--aggregator", help="HOST:PORT of a shared aggregator, instead of the one the mesh cluster advertises."),
+]
+AggregatorCa = Annotated[
+    Optional[str],
+    typer.Option(
+        "--aggregator-ca",
+        help="With --aggregator: the CA (PEM) of its certificate (default: the system's roots).",
+        shell_complete=complete_file,
     ),
 ]
 Timeout = Annotated[

@@ -40,7 +40,9 @@ def command(
     external_context: options.ExternalContext = None,
     istio_namespace: options.IstioNamespace = None,
     revision: options.Revision = "",
-    mode: options.ModeOption = Mode.pod,
+    mode: options.ModeOption = Mode.auto,
+    aggregator: options.Aggregator = None,
+    aggregator_ca: options.AggregatorCa = None,
     timeout: options.Timeout = SESSION_TIMEOUT_SECONDS,
     ttl: options.Ttl = POD_TTL_SECONDS,
     image: options.Image = IMAGE,
@@ -65,7 +67,7 @@ def command(
         console.progress(f"istioctl {istioctl.version} has no -o {output.value} for proxy-status: printing it natively")
         istioctl = None
     if istioctl is not None:
-        with signals_interrupt(), open_session(settings, console, istioctl=istioctl) as address:
+        with signals_interrupt(), open_session(settings, console, istioctl=istioctl) as connection:
             argv = [
                 istioctl.path,
                 *istioctl_adapter.cluster_flags(settings.mesh.kubeconfig, settings.mesh.context),
@@ -75,14 +77,12 @@ def command(
                 *(["-o", output.value] if output in (Output.json, Output.yaml) else []),
                 *invocation.current(ctx).passthrough,
             ]
-            return run_foreground(argv, istioctl_adapter.environment(address, settings.istio_namespace))
+            return run_foreground(argv, istioctl_adapter.environment(connection.address, settings.istio_namespace))
     from kubectl_istio_remote import render  # the Envoy protos: imported after the first requests have gone out
 
     proxy = None if pod is None else pod if "." in pod else f"{pod}.{namespace or 'default'}"
     syncz = invocation.native_syncz(ctx, settings, proxy, timeout)
     statuses, failed = syncz.statuses, syncz.failed
-    for failure in failed:
-        console.warning(f"istiod {failure}")
     if namespace and pod is None:
         statuses = [status for status in statuses if status.namespace == namespace]
     if pod is not None and not statuses:
@@ -92,4 +92,4 @@ def command(
         console.data(render.dump(render.as_document(statuses, failed), output.value))
     else:
         console.data(render.table(statuses, wide=output is Output.wide or pod is not None))
-    return ExitStatus.SUCCESS
+    return invocation.report_failed(ctx, settings, failed)

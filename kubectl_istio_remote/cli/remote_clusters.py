@@ -27,29 +27,30 @@ def command(
     external_context: options.ExternalContext = None,
     istio_namespace: options.IstioNamespace = None,
     revision: options.Revision = "",
-    mode: options.ModeOption = Mode.pod,
+    mode: options.ModeOption = Mode.auto,
+    aggregator: options.Aggregator = None,
+    aggregator_ca: options.AggregatorCa = None,
     timeout: options.Timeout = SESSION_TIMEOUT_SECONDS,
     ttl: options.Ttl = POD_TTL_SECONDS,
     image: options.Image = IMAGE,
     image_pull_secret: options.ImagePullSecret = None,
     pull_policy: options.PullPolicyOption = PullPolicy.IfNotPresent,
     verbose: options.Verbose = False,
-) -> None:
+) -> int:
     """Show NAME SECRET STATUS ISTIOD for the clusters every istiod replica reads, which istioctl cannot show from a mesh cluster."""
     from kubectl_istio_remote import clusters, native, render
 
     settings = invocation.session_settings(ctx)
     console = invocation.console(ctx, verbose)
     request = native.debug_request(settings.istio_namespace, clusters.PAGE)
-    replies = invocation.through_session(ctx, settings, lambda address, token: native.ask_once(address, token, request, timeout))
+    replies = invocation.through_session(ctx, settings, lambda connection, token: native.ask_once(connection, token, request, timeout))
     (response,) = replies.responses
     body = response.resources[0].value if response.resources else b"[]"
     found = clusters.rows(body, [name for name, _ in replies.sources])
-    for failure in replies.failed:
-        console.warning(f"istiod {failure}")
     for disagreement in replies.disagreements:
         console.warning(disagreement)
     if output is Output.table:
         console.data(clusters.table(found))
     else:
         console.data(render.dump(clusters.document(found, replies.failed), output.value))
+    return invocation.report_failed(ctx, settings, replies.failed)

@@ -23,7 +23,9 @@ def command(
     external_context: options.ExternalContext = None,
     istio_namespace: options.IstioNamespace = None,
     revision: options.Revision = "",
-    mode: options.ModeOption = Mode.pod,
+    mode: options.ModeOption = Mode.auto,
+    aggregator: options.Aggregator = None,
+    aggregator_ca: options.AggregatorCa = None,
     timeout: options.Timeout = SESSION_TIMEOUT_SECONDS,
     ttl: options.Ttl = POD_TTL_SECONDS,
     image: options.Image = IMAGE,
@@ -43,13 +45,14 @@ def command(
     passthrough = invocation.current(ctx).passthrough
     argv = passthrough or [shell or os.environ.get("SHELL") or "/bin/sh"]
     # The shell is there to run istioctl: the rights the installed one needs are checked up front.
-    with signals_interrupt(), open_session(settings, console, istioctl=lookup()) as address:
-        env = istioctl_adapter.environment(address, settings.istio_namespace)
+    with signals_interrupt(), open_session(settings, console, istioctl=lookup()) as connection:
+        env = istioctl_adapter.environment(connection.address, settings.istio_namespace)
         env["ISTIO_REMOTE_CONTEXT"] = settings.mesh.context
         env["PS1"] = PROMPT_MARKER + env.get("PS1", r"\w \$ ")
         if not passthrough:
+            where = settings.shared.address if settings.shared else f"{settings.istio_namespace} in {settings.external.context}"
             console.progress(
-                f"istioctl now reaches every istiod of {settings.istio_namespace} in {settings.external.context}; "
+                f"istioctl now reaches every istiod of {where}; "
                 f"use `--context {settings.mesh.context}` with istioctl if your current context differs; exit to end"
             )
         return run_foreground(argv, env)

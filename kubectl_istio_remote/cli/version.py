@@ -31,14 +31,16 @@ def command(
     external_context: options.ExternalContext = None,
     istio_namespace: options.IstioNamespace = None,
     revision: options.Revision = "",
-    mode: options.ModeOption = Mode.pod,
+    mode: options.ModeOption = Mode.auto,
+    aggregator: options.Aggregator = None,
+    aggregator_ca: options.AggregatorCa = None,
     timeout: options.Timeout = SESSION_TIMEOUT_SECONDS,
     ttl: options.Ttl = POD_TTL_SECONDS,
     image: options.Image = IMAGE,
     image_pull_secret: options.ImagePullSecret = None,
     pull_policy: options.PullPolicyOption = PullPolicy.IfNotPresent,
     verbose: options.Verbose = False,
-) -> None:
+) -> int:
     """Print the plugin's version, the istioctl found and the image pod mode deploys; --remote adds every replica's and the proxies' versions."""
     from kubectl_istio_remote import istioctl, versions
 
@@ -55,14 +57,15 @@ def command(
         + f"image:    {image}\n"
         + f"python:   {report['python']}\n"
     )
+    failed: list[str] = []
     if remote:
-        syncz = invocation.native_syncz(ctx, invocation.session_settings(ctx), None, timeout)
-        rows, proxies = versions.replicas(syncz), versions.data_plane(syncz)
-        report.update(versions.document(rows, proxies, syncz.failed))
+        settings = invocation.session_settings(ctx)
+        syncz = invocation.native_syncz(ctx, settings, None, timeout)
+        rows, proxies, failed = versions.replicas(syncz), versions.data_plane(syncz), syncz.failed
+        report.update(versions.document(rows, proxies, failed))
         text += versions.text(rows, proxies)
-        for failure in syncz.failed:
-            invocation.console(ctx, verbose).warning(f"istiod {failure}")
     from kubectl_istio_remote import render
 
     console = invocation.console(ctx, verbose)
     console.data(text if output is Output.text else render.dump(report, output.value))
+    return invocation.report_failed(ctx, settings, failed) if remote else 0

@@ -36,6 +36,7 @@ POD = Kind("Pod", "pods")
 SERVICE_ACCOUNT = Kind("ServiceAccount", "serviceaccounts")
 ROLE = Kind("Role", "roles", RBAC_GROUP)
 ROLE_BINDING = Kind("RoleBinding", "rolebindings", RBAC_GROUP)
+CONFIG_MAP = Kind("ConfigMap", "configmaps")
 NAMESPACE = Kind("Namespace", "namespaces", namespaced=False)
 MUTATING_WEBHOOK_CONFIGURATION = Kind(
     "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", "admissionregistration.k8s.io", namespaced=False

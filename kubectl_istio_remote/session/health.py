@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from kubectl_istio_remote.errors import DeadlineError
 from kubectl_istio_remote.session.loop import LoopThread
+
+if TYPE_CHECKING:
+    from kubectl_istio_remote.aggregator.client import Connection
 
 CHECK_SECONDS = 5.0
 PAUSE_SECONDS = 0.3
@@ -17,18 +21,18 @@ def left(deadline: float) -> float:
     return max(0.5, deadline - time.monotonic())
 
 
-def wait_healthy(io: LoopThread, address: str, deadline: float, tunnel_error: Callable[[], str]) -> None:
+def wait_healthy(io: LoopThread, connection: Connection, deadline: float, tunnel_error: Callable[[], str]) -> Connection:
     """Ask until it says SERVING. A failure names the tunnel's own reason when it has one (a forbidden
     port-forward, say), since the gRPC error seen through it only says the connection closed."""
     import grpc
 
-    from kubectl_istio_remote.aggregator.client import Connection, check_health
+    from kubectl_istio_remote.aggregator.client import check_health
 
     last = "no answer"
     while time.monotonic() < deadline:
         try:
-            if io.run(check_health(Connection(address), timeout=min(CHECK_SECONDS, left(deadline))), left(deadline) + 1):
-                return
+            if io.run(check_health(connection, timeout=min(CHECK_SECONDS, left(deadline))), left(deadline) + 1):
+                return connection
             last = "not serving yet"
         except grpc.RpcError as error:
             last = tunnel_error() or f"{error.code().name}: {error.details()}"
@@ -36,4 +40,6 @@ def wait_healthy(io: LoopThread, address: str, deadline: float, tunnel_error: Ca
             text = str(error).strip()
             last = tunnel_error() or (text.splitlines()[0] if text else type(error).__name__)
         time.sleep(PAUSE_SECONDS)
-    raise DeadlineError(f"the aggregator at {address} was not healthy within --timeout: {last}", "raise --timeout, or retry with -v")
+    raise DeadlineError(
+        f"the aggregator at {connection.address} was not healthy within --timeout: {last}", "raise --timeout, or retry with -v"
+    )

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 from kubectl_istio_remote.console import Console
 from kubectl_istio_remote.errors import UserError
-from kubectl_istio_remote.session.health import wait_healthy
 from kubectl_istio_remote.session.loop import LoopThread
 from kubectl_istio_remote.session.modes import SessionMode
 from kubectl_istio_remote.session.preflight import Preflight, check_before_creating
@@ -18,13 +17,19 @@ from kubectl_istio_remote.signals import Interrupted, signals_deferred
 from kubectl_istio_remote.startup import settle_start_up
 
 if TYPE_CHECKING:
+    from kubectl_istio_remote.aggregator.client import Connection
     from kubectl_istio_remote.istioctl import Istioctl
 
 
 def make_mode(settings: SessionSettings, io: LoopThread, console: Console, preflight: Preflight) -> SessionMode:
+    if settings.shared is not None:
+        from kubectl_istio_remote.session.shared_mode import SharedMode
+
+        return SharedMode(settings.shared, io)
     if settings.mode is Mode.local:
         from kubectl_istio_remote.session.local_mode import LocalMode
 
+        assert preflight.istiods is not None
         return LocalMode(settings, io, console, preflight.istiods)
     from kubectl_istio_remote.session.pod_mode import ProxyPodMode
 
@@ -32,8 +37,8 @@ def make_mode(settings: SessionSettings, io: LoopThread, console: Console, prefl
 
 
 @contextlib.contextmanager
-def open_session(settings: SessionSettings, console: Console, *, istioctl: Istioctl | None) -> Iterator[str]:
-    """Yield the local address of an aggregator that reaches every istiod; remove everything on the way out.
+def open_session(settings: SessionSettings, console: Console, *, istioctl: Istioctl | None) -> Iterator[Connection]:
+    """Yield how to reach an aggregator that reaches every istiod; remove everything on the way out.
 
     Nothing is created before every right is known (`preflight`). Teardown runs whatever happened (error,
     Ctrl-C, SIGTERM, SIGHUP) and is bounded: while the API server does not answer it retries for
@@ -52,11 +57,10 @@ def open_session(settings: SessionSettings, console: Console, *, istioctl: Istio
         io.close()
         raise
     try:
-        address = session.open(deadline)
-        wait_healthy(io, address, deadline, session.tunnel_error)
-        console.detail(f"aggregator reachable at {address}")
+        connection = session.open(deadline)
+        console.detail(f"aggregator reachable at {connection.address}")
         settle_start_up()  # everything is loaded: what runs from here (a shell for hours) is collected as usual
-        yield address
+        yield connection
     except BaseException as error:
         in_flight = error
         raise

@@ -6,12 +6,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from kubectl_istio_remote.console import Console
-from kubectl_istio_remote.session.health import left
+from kubectl_istio_remote.session.health import left, wait_healthy
 from kubectl_istio_remote.session.istiods import Istiods
 from kubectl_istio_remote.session.loop import LoopThread
 from kubectl_istio_remote.session.settings import SessionSettings
 
 if TYPE_CHECKING:
+    from kubectl_istio_remote.aggregator.client import Connection
     from kubectl_istio_remote.aggregator.server import Aggregator
 
 
@@ -23,8 +24,9 @@ class LocalMode:
         self._console = console
         self._aggregator: Aggregator | None = None
 
-    def open(self, deadline: float) -> str:
+    def open(self, deadline: float) -> Connection:
         from kubectl_istio_remote.aggregator.assembly import Replicas, assemble, self_signed_serving_pair
+        from kubectl_istio_remote.aggregator.client import Connection
         from kubectl_istio_remote.aggregator.server import Settings
         from kubectl_istio_remote.kube.portforward import PortForwardDialer
         from kubectl_istio_remote.relay import free_port
@@ -41,14 +43,12 @@ class LocalMode:
         known = (self._istiods.pods, self._istiods.resource_version)
         self._aggregator = assemble(serving, replicas, PortForwardDialer(settings.external), settings.external, known)
         self._console.progress(f"port-forwarding to the istiods in {settings.istio_namespace} of context {settings.external.context}")
-        return self._io.run(self._aggregator.start(), left(deadline))
+        address = self._io.run(self._aggregator.start(), left(deadline))
+        # Tunnels to each istiod fail per replica; the aggregator reports those in its answers.
+        return wait_healthy(self._io, Connection(address), deadline, lambda: "")
 
     def close(self, deadline: float, stop_waiting: Callable[[], bool]) -> list[str]:
         """Nothing was created in a cluster: stopping the aggregator is all, and nothing waits on an API server."""
         if self._aggregator is not None:
             self._io.run(self._aggregator.stop(0), left(deadline))
         return []
-
-    def tunnel_error(self) -> str:
-        """Tunnels to each istiod fail per replica; the aggregator reports those in its answers."""
-        return ""

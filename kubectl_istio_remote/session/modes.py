@@ -1,18 +1,17 @@
-"""What every session mode does, written down: open a local address that reaches every istiod, report why a tunnel fails, close."""
+"""What every session mode does, written down: open a connection that reaches every istiod through a healthy aggregator, close."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from kubectl_istio_remote.aggregator.client import Connection
 
 
 class SessionMode(Protocol):
-    def open(self, deadline: float) -> str:
-        """Make what the mode needs and return the local HOST:PORT of an aggregator; `deadline` is monotonic."""
-        ...
-
-    def tunnel_error(self) -> str:
-        """Why the last connection through the tunnel failed ("" if it did not): errors name the real cause."""
+    def open(self, deadline: float) -> Connection:
+        """Make what the mode needs and return how to reach its aggregator, once that answers SERVING; `deadline` is monotonic."""
         ...
 
     def close(self, deadline: float, stop_waiting: Callable[[], bool]) -> list[str]:

@@ -12,7 +12,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from kubectl_istio_remote.console import Console
 from kubectl_istio_remote.errors import DeadlineError
@@ -24,10 +24,14 @@ from kubectl_istio_remote.kube.portforward import PortForwardDialer
 from kubectl_istio_remote.kube.records import Pod
 from kubectl_istio_remote.kube.removal import ObjectRef, delete_objects
 from kubectl_istio_remote.relay import Relay, Target, free_port
+from kubectl_istio_remote.session.health import wait_healthy
 from kubectl_istio_remote.session.loop import LoopThread
 from kubectl_istio_remote.session.readiness import pod_ready
 from kubectl_istio_remote.session.settings import SessionSettings
 from kubectl_istio_remote.workload import AGGREGATOR_PORT, SessionPod, session_pod_objects, session_serve_args
+
+if TYPE_CHECKING:
+    from kubectl_istio_remote.aggregator.client import Connection
 
 #: The pod's identity, which the pod will own.
 IDENTITY_KINDS = ("ServiceAccount", "Role", "RoleBinding")
@@ -59,15 +63,19 @@ class ProxyPodMode:
         self._tunnel: Relay | None = None
         self._adoption: threading.Thread | None = None
 
-    def open(self, deadline: float) -> str:
+    def open(self, deadline: float) -> Connection:
         self._create()
         self._wait_ready(deadline)
         target = Target(self.pod.name, self.pod.name, AGGREGATOR_PORT, namespace=self.pod.namespace)
         # A spare stream is opened after each one that worked: istioctl's connection does not wait for a websocket.
         self._tunnel = Relay(target, PortForwardDialer(self._settings.external), port=free_port(), keep_spare=True)
-        return self._io.run(self._tunnel.start(), TUNNEL_START_SECONDS)
+        from kubectl_istio_remote.aggregator.client import Connection
 
-    def tunnel_error(self) -> str:
+        address = self._io.run(self._tunnel.start(), TUNNEL_START_SECONDS)
+        return wait_healthy(self._io, Connection(address), deadline, self._tunnel_error)
+
+    def _tunnel_error(self) -> str:
+        """Why the last stream failed: a forbidden port-forward, say, which gRPC only sees as a closed connection."""
         return self._tunnel.last_error if self._tunnel is not None else ""
 
     def close(self, deadline: float, stop_waiting: Callable[[], bool]) -> list[str]:

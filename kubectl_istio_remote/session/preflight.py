@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Preflight:
-    istiods: Istiods
+    #: istiod's pods (None in shared mode: the control-plane cluster is not asked).
+    istiods: Istiods | None
     #: Who the API server says we are (pod mode only; "" otherwise).
     user: str
 
@@ -33,6 +34,9 @@ class Preflight:
 def check_before_creating(settings: SessionSettings, console: Console, istioctl: Istioctl | None) -> Preflight:
     """Raise, naming what is wrong, unless istiod is found and every right is granted; warn about leftovers."""
     needs = permissions.needs(settings.mode, settings.mesh, settings.external, settings.istio_namespace, istioctl=istioctl)
+    if settings.mode is Mode.shared:
+        permissions.refuse_missing(needs, permissions.check(needs))
+        return Preflight(None, "")
     external, namespace = settings.external, settings.istio_namespace
     calls: list[Callable[[], Any]] = [
         lambda: find_istiods(settings),

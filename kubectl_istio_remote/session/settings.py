@@ -19,13 +19,18 @@ from kubectl_istio_remote.istio import (
 )
 
 if TYPE_CHECKING:
+    from kubectl_istio_remote.advertisement import Advertisement
     from kubectl_istio_remote.console import Console
     from kubectl_istio_remote.kube.cluster import Cluster
 
 
 class Mode(str, enum.Enum):
+    #: shared when the mesh cluster advertises an aggregator (or --aggregator is given), else pod.
+    auto = "auto"
     pod = "pod"
     local = "local"
+    #: the operator's permanent aggregator, reached directly: nothing is created anywhere.
+    shared = "shared"
 
 
 class PullPolicy(str, enum.Enum):
@@ -43,7 +48,9 @@ class SessionFlags:
     external_context: str | None = None
     istio_namespace: str | None = None
     revision: str = ""
-    mode: Mode = Mode.pod
+    mode: Mode = Mode.auto
+    aggregator: str | None = None
+    aggregator_ca: str | None = None
     timeout: float = SESSION_TIMEOUT_SECONDS
     ttl: int = POD_TTL_SECONDS
     image: str = IMAGE
@@ -75,7 +82,10 @@ class SessionSettings:
     external: Cluster
     istio_namespace: str
     revision: str = ""
+    #: pod, local or shared: `auto` is settled by `resolve_settings`.
     mode: Mode = Mode.pod
+    #: Where the shared aggregator is, and how its certificate is verified (shared mode only).
+    shared: Advertisement | None = None
     timeout: float = SESSION_TIMEOUT_SECONDS
     ttl_seconds: int = POD_TTL_SECONDS
     image: str = IMAGE
@@ -90,17 +100,19 @@ class SessionSettings:
 
 
 def resolve_settings(flags: SessionFlags, console: Console) -> SessionSettings:
-    """Pin both contexts and settle the istio namespace once, before anything is created."""
+    """Pin both contexts, settle the mode and the istio namespace once, before anything is created."""
     from kubectl_istio_remote.kube.cluster import pin_clusters
+    from kubectl_istio_remote.session.choice import choose_mode
 
     mesh, external = pin_clusters(flags.kubeconfig, flags.context, flags.external_context)
-    namespace = flags.istio_namespace or discover_istio_namespace(external, flags.revision, console)
+    mode, shared, namespace = choose_mode(flags, mesh, external, console)
     return SessionSettings(
         mesh=mesh,
         external=external,
         istio_namespace=namespace,
         revision=flags.revision,
-        mode=flags.mode,
+        mode=mode,
+        shared=shared,
         timeout=flags.timeout,
         ttl_seconds=flags.ttl,
         image=flags.image,

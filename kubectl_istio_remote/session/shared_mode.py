@@ -1,0 +1,114 @@
+"""Shared mode: the operator's permanent aggregator, reached directly; nothing is created in either cluster.
+
+Unlike a session's own aggregator, this one is reached over networks we do not control, so its
+certificate is verified: against the CA the mesh cluster advertises, else the system's roots.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from kubectl_istio_remote.advertisement import Advertisement
+from kubectl_istio_remote.errors import UnavailableError
+from kubectl_istio_remote.session.health import CHECK_SECONDS, left
+from kubectl_istio_remote.session.loop import LoopThread
+
+if TYPE_CHECKING:
+    from kubectl_istio_remote.aggregator.client import Connection
+
+OPERATOR_HINT = (
+    "tell the mesh operator (`kubectl istio-remote doctor` shows what is wrong), or use --mode pod with rights in the control-plane cluster"
+)
+UNREACHABLE_FIX = "the operator's fix: the ConfigMap's address must reach the aggregator's Service (manifest --expose)"
+CERTIFICATE_FIX = (
+    "the operator's fix: the ConfigMap's ca.crt must be the CA that signs the serving certificate, and the certificate "
+    "must name the address's host or the ConfigMap's server-name (manifest --mesh --ca-file, --host)"
+)
+
+
+def connection_to(shared: Advertisement) -> Connection:
+    from kubectl_istio_remote.aggregator.client import Connection
+
+    root = shared.ca_pem.encode() if shared.ca_pem else None
+    return Connection(shared.address, root_certificates=root, server_name=shared.verified_name, verify=True)
+
+
+class SharedMode:
+    def __init__(self, shared: Advertisement, io: LoopThread) -> None:
+        self._shared = shared
+        self._io = io
+
+    def open(self, deadline: float) -> Connection:
+        """Nothing to start and nothing to wait for: the aggregator answers now, or the user is told why not."""
+        check_serving(self._io, self._shared, min(CHECK_SECONDS, left(deadline)))
+        return connection_to(self._shared)
+
+    def close(self, deadline: float, stop_waiting: Callable[[], bool]) -> list[str]:
+        return []
+
+
+def check_serving(io: LoopThread, shared: Advertisement, timeout: float) -> None:
+    """One health check; its failure is explained in the words of TLS and TCP, which gRPC's error hides."""
+    from kubectl_istio_remote.aggregator.client import check_health
+
+    where = f"the shared aggregator at {shared.address} ({shared.source})"
+    try:
+        serving = io.run(check_health(connection_to(shared), timeout=timeout), timeout + 1)
+    except Exception as error:  # noqa: BLE001 - every failure is explained below, in one line
+        problem, fix = connection_problem(shared, timeout)
+        message = f"{where} {problem or f'failed its health check: {error}'}"
+        raise UnavailableError(f"{message}; {fix}" if fix else message, OPERATOR_HINT) from None
+    if not serving:
+        raise UnavailableError(f"{where} is not serving: it has not found istiod yet, or is shutting down", OPERATOR_HINT)
+
+
+def connection_problem(shared: Advertisement, timeout: float) -> tuple[str, str]:
+    """Why a TLS connection to the aggregator fails, and the operator's fix (("", "") when it does not fail)."""
+    host, _, port = shared.address.rpartition(":")
+    context = ssl.create_default_context(cadata=shared.ca_pem or None)
+    context.set_alpn_protocols(["h2"])
+    try:
+        with (
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=shared.verified_name),
+        ):
+            return "", ""
+    except ssl.SSLCertVerificationError as error:
+        trusted = "the advertised CA" if shared.ca_pem else "the system's trust roots"
+        problem = f"presented a certificate that does not verify against {trusted} for {shared.verified_name!r}: {error.verify_message}"
+        return problem, CERTIFICATE_FIX
+    except ssl.SSLError as error:
+        return f"failed the TLS handshake: {error.reason or error}", CERTIFICATE_FIX
+    except OSError as error:
+        return f"is unreachable: {error.strerror or error or type(error).__name__}", UNREACHABLE_FIX
+
+
+def shared_checks(shared: Advertisement, token: Callable[[], str], istio_namespace: str, timeout: float) -> list[tuple[bool, str]]:
+    """doctor's checklist for the shared path: reachable, healthy, its certificate valid, every replica answering."""
+    from kubectl_istio_remote import native
+    from kubectl_istio_remote.errors import UserError
+
+    checks = [(True, f"shared aggregator advertised: {shared.address} ({shared.source})")]
+    io = LoopThread()
+    try:
+        check_serving(io, shared, timeout)
+    except UserError as error:
+        return [*checks, (False, str(error))]
+    finally:
+        io.close()
+    trusted = "the advertised CA" if shared.ca_pem else "the system's roots"
+    checks.append((True, f"it answers healthy, its certificate verified for {shared.verified_name!r} against {trusted}"))
+    try:
+        syncz = native.fetch(connection_to(shared), token(), istio_namespace, None, timeout)
+    except UserError as error:
+        return [*checks, (False, f"it does not answer a proxy-status request: {error.one_line()}")]
+    answering = ", ".join(name for name, _ in syncz.sources) or "none"
+    checks.append((not syncz.failed and bool(syncz.sources), f"istiod replicas answering: {answering} ({len(syncz.statuses)} proxies)"))
+    checks += [
+        (False, f"istiod {failure}; the operator's fix: the aggregator's logs (kubectl logs deployment/istio-remote-proxy) say why")
+        for failure in syncz.failed
+    ]
+    return checks

@@ -1,0 +1,212 @@
+"""Shared mode against stand-ins: the mesh cluster's advertisement (a scripted API server) and an aggregator over fake
+istiods serving TLS; the real clusters, the real istiods and istioctl are in tests/e2e/test_shared_aggregator.py."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from kubectl_istio_remote import advertisement
+from kubectl_istio_remote.advertisement import Advertisement
+from kubectl_istio_remote.aggregator.server import Settings
+from kubectl_istio_remote.aggregator.tls import self_signed_pair
+from kubectl_istio_remote.console import Console
+from kubectl_istio_remote.errors import UserError
+from kubectl_istio_remote.session.choice import choose_mode
+from kubectl_istio_remote.session.loop import LoopThread
+from kubectl_istio_remote.session.settings import Mode, SessionFlags
+from kubectl_istio_remote.session.shared_mode import check_serving
+from kubectl_istio_remote.status import ExitStatus
+from tests.cli_runner import run_cli
+from tests.doubles.apiserver import Answer, Script, apiserver
+from tests.doubles.mesh import NAMESPACE, Mesh, free_dead_address, replicas
+
+CONFIGMAP_PATH = f"/api/v1/namespaces/{NAMESPACE}/configmaps/{advertisement.CONFIGMAP_NAME}"
+NAME = "aggregator.example"
+REVIEWS_PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+TOKEN_PATH = f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/default/token"
+
+
+def configmap(**data: str) -> Answer:
+    return Answer(200, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"namespace": NAMESPACE}, "data": data})
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        ({}, "no 'address' key"),
+        ({"address": "aggregator.example"}, "'aggregator.example' is not HOST:PORT"),
+        ({"address": "a:15012", "ca.crt": "not a certificate"}, "'ca.crt' holds no PEM certificate"),
+    ],
+)
+def test_a_malformed_advertisement_names_its_fault_and_who_fixes_it(data: dict[str, str], problem: str) -> None:
+    with pytest.raises(UserError) as raised:
+        advertisement.parse({"data": data}, "ConfigMap x/y of context c")
+    assert raised.value.one_line() == (
+        f"ConfigMap x/y of context c is malformed: {problem}; ask the mesh operator to apply "
+        "`kubectl istio-remote manifest --mesh` again, or pass --aggregator HOST:PORT"
+    )
+
+
+def test_the_advertisement_round_trips_through_the_manifest() -> None:
+    printed = Advertisement(NAMESPACE, "10.0.0.7:15012", "-----BEGIN CERTIFICATE-----\n...", server_name=NAME)
+    (configmap_object, *_) = advertisement.objects(printed)
+    read = advertisement.parse(configmap_object, "here")
+    assert (read.address, read.ca_pem, read.server_name, read.verified_name) == (printed.address, printed.ca_pem, NAME, NAME)
+    assert Advertisement(NAMESPACE, "10.0.0.7:15012").verified_name == "10.0.0.7"
+
+
+@pytest.fixture
+def mesh_cluster(tmp_path: Path) -> Iterator[tuple[object, Script]]:
+    with apiserver(tmp_path, "mesh") as pinned:
+        yield pinned
+
+
+def choose(mesh_cluster: tuple[object, Script], mode: Mode, **flags: object) -> tuple[Mode, Advertisement | None, str, str]:
+    cluster, _ = mesh_cluster
+    stderr = io.StringIO()
+    chosen = choose_mode(SessionFlags(mode=mode, istio_namespace=NAMESPACE, **flags), cluster, cluster, Console(stderr=stderr))  # type: ignore[arg-type]
+    return (*chosen, stderr.getvalue())
+
+
+def test_auto_takes_the_advertised_aggregator_and_says_so(mesh_cluster: tuple[object, Script]) -> None:
+    _, script = mesh_cluster
+    script.on("GET", CONFIGMAP_PATH, configmap(address="10.0.0.7:15012"))
+    mode, shared, namespace, said = choose(mesh_cluster, Mode.auto)
+    assert (mode, namespace) == (Mode.shared, NAMESPACE)
+    assert shared is not None and shared.address == "10.0.0.7:15012"
+    assert said == (
+        f"using the shared aggregator at 10.0.0.7:15012, advertised by ConfigMap {NAMESPACE}/istio-remote-aggregator "
+        "of context mesh (--mode shared)\n"
+    )
+    assert [(method, path) for method, path, _ in script.requests] == [("GET", CONFIGMAP_PATH)]
+
+
+@pytest.mark.parametrize(("answer", "why"), [(Answer.refusal(404, "not found"), "not found"), (Answer.refusal(403, "no"), "not readable")])
+def test_auto_falls_back_to_pod_mode_and_says_why(mesh_cluster: tuple[object, Script], answer: Answer, why: str) -> None:
+    mesh_cluster[1].on("GET", CONFIGMAP_PATH, answer)
+    mode, shared, _, said = choose(mesh_cluster, Mode.auto)
+    assert (mode, shared) == (Mode.pod, None)
+    assert said == f"no shared aggregator advertised (ConfigMap {NAMESPACE}/istio-remote-aggregator of context mesh {why}): " + (
+        "running the aggregator in a pod (--mode pod)\n"
+    )
+
+
+def test_shared_mode_without_an_advertisement_says_what_to_ask_for(mesh_cluster: tuple[object, Script]) -> None:
+    mesh_cluster[1].on("GET", CONFIGMAP_PATH, Answer.refusal(404, "not found"))
+    with pytest.raises(UserError) as raised:
+        choose(mesh_cluster, Mode.shared)
+    assert raised.value.one_line().startswith(
+        f"no shared aggregator is advertised: ConfigMap {NAMESPACE}/istio-remote-aggregator of context mesh not found; "
+        "ask the mesh operator to apply `kubectl istio-remote manifest --mesh`"
+    )
+
+
+def test_a_malformed_advertisement_is_an_error_in_auto_mode_too(mesh_cluster: tuple[object, Script]) -> None:
+    mesh_cluster[1].on("GET", CONFIGMAP_PATH, configmap(address="nowhere"))
+    with pytest.raises(UserError, match="is malformed: 'nowhere' is not HOST:PORT"):
+        choose(mesh_cluster, Mode.auto)
+
+
+def test_aggregator_flag_needs_no_cluster_at_all(mesh_cluster: tuple[object, Script]) -> None:
+    mode, shared, _, said = choose(mesh_cluster, Mode.auto, aggregator="10.0.0.9:443")
+    assert mode is Mode.shared and shared is not None and shared.source == "--aggregator"
+    assert said == "using the shared aggregator at 10.0.0.9:443 (--aggregator)\n"
+    assert mesh_cluster[1].requests == []
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Sequence[str]], tuple[Mesh, bytes]]]:
+    """Starts three fake replicas behind an aggregator whose certificate names aggregator.example and `ip_addresses`;
+    each call returns (mesh, that certificate); all are stopped after the test."""
+    loop = LoopThread()
+    started: list[Mesh] = []
+
+    def start(ip_addresses: Sequence[str]) -> tuple[Mesh, bytes]:
+        pair = self_signed_pair([NAME], ip_addresses)
+        mesh = Mesh(replicas(3), Settings(serving_pair=pair, istiod_plaintext=True))
+        started.append(mesh)
+        loop.run(mesh.start(), 30)
+        return mesh, pair[1]
+
+    try:
+        yield start
+    finally:
+        for mesh in started:
+            loop.run(mesh.stop(), 30)
+        loop.close()
+
+
+def shared_at(mesh: Mesh, ca: bytes, server_name: str = "") -> Advertisement:
+    assert mesh.connection is not None
+    return Advertisement(NAMESPACE, mesh.connection.address, ca.decode(), server_name, source="the test")
+
+
+def test_the_certificate_is_verified_for_the_advertised_name(serve: Callable[[Sequence[str]], tuple[Mesh, bytes]]) -> None:
+    mesh, ca = serve([])
+    loop = LoopThread()
+    try:
+        check_serving(loop, shared_at(mesh, ca, server_name=NAME), 5)
+        with pytest.raises(UserError) as mismatch:
+            check_serving(loop, shared_at(mesh, ca), 5)
+        _, other_ca = self_signed_pair([NAME], [])
+        with pytest.raises(UserError) as unknown_ca:
+            check_serving(loop, shared_at(mesh, other_ca, server_name=NAME), 5)
+    finally:
+        loop.close()
+    address = shared_at(mesh, ca).address
+    assert str(mismatch.value).startswith(
+        f"the shared aggregator at {address} (the test) presented a certificate that does not verify against the advertised CA "
+        f"for '127.0.0.1': IP address mismatch"
+    ), mismatch.value
+    assert "the operator's fix: the ConfigMap's ca.crt must be the CA" in str(mismatch.value)
+    assert "does not verify against the advertised CA for 'aggregator.example'" in str(unknown_ca.value), unknown_ca.value
+
+
+def test_an_unreachable_aggregator_is_one_line_with_the_operators_fix() -> None:
+    address = free_dead_address()
+    loop = LoopThread()
+    try:
+        with pytest.raises(UserError) as raised:
+            check_serving(loop, Advertisement(NAMESPACE, address, source="the test"), 5)
+    finally:
+        loop.close()
+    assert raised.value.exit_status == ExitStatus.UNAVAILABLE
+    assert raised.value.one_line() == (
+        f"the shared aggregator at {address} (the test) is unreachable: Connection refused; the operator's fix: the ConfigMap's "
+        "address must reach the aggregator's Service (manifest --expose); tell the mesh operator (`kubectl istio-remote doctor` "
+        "shows what is wrong), or use --mode pod with rights in the control-plane cluster"
+    )
+
+
+def test_proxy_status_through_a_shared_aggregator_asks_the_mesh_cluster_for_a_token_and_nothing_else(
+    serve: Callable[[Sequence[str]], tuple[Mesh, bytes]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mesh user's whole run: rights reviewed, a token asked for; nothing else asked, nothing made; every proxy shown."""
+    mesh, ca = serve(["127.0.0.1"])
+    (tmp_path / "ca.pem").write_bytes(ca)
+    monkeypatch.setenv("PATH", os.defpath)
+    with apiserver(tmp_path, "mesh") as (cluster, script):
+        script.on("POST", REVIEWS_PATH, Answer(201, {"status": {"allowed": True}}))
+        script.on("POST", TOKEN_PATH, Answer(201, {"status": {"token": "mesh-token"}}))
+        address = shared_at(mesh, ca).address
+        flags = [
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "-i",
+            NAMESPACE,
+            "--aggregator",
+            address,
+            "--aggregator-ca",
+            str(tmp_path / "ca.pem"),
+        ]
+        result = run_cli("proxy-status", *flags, "-o", "json")
+    assert result.exit_code == ExitStatus.SUCCESS, result.stderr
+    listed = {status["name"]: status["istiod"] for status in json.loads(result.stdout)["proxies"]}
+    assert listed == {proxy: istiod.name for istiod in mesh.istiods for proxy in istiod.proxies}  # the ISTIOD column per replica
+    assert {(method, path.split("?")[0]) for method, path, _ in script.requests} == {("POST", REVIEWS_PATH), ("POST", TOKEN_PATH)}
