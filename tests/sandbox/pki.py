@@ -57,8 +57,10 @@ class Authority:
             .not_valid_after(now + VALIDITY)
         )
 
-    def issue(self, name: str, common_name: str, *, groups: tuple[str, ...] = (), server: bool = False) -> tuple[Path, Path]:
-        """Write <name>.crt/.key once; return their paths. Server certs cover localhost and 127.0.0.1."""
+    def issue(
+        self, name: str, common_name: str, *, groups: tuple[str, ...] = (), server: bool = False, dns_names: tuple[str, ...] = ()
+    ) -> tuple[Path, Path]:
+        """Write <name>.crt/.key once; return their paths. Server certs cover `dns_names`, else localhost and 127.0.0.1."""
         cert_path, key_path = self.directory / f"{name}.crt", self.directory / f"{name}.key"
         if cert_path.exists():
             return cert_path, key_path
@@ -75,7 +77,13 @@ class Authority:
             .add_extension(x509.ExtendedKeyUsage(usage), critical=False)
         )
         if server:
-            names = [x509.DNSName("localhost"), x509.DNSName("kubernetes.default.svc"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            names: list[x509.GeneralName] = [x509.DNSName(dns_name) for dns_name in dns_names]
+            if not names:
+                names = [
+                    x509.DNSName("localhost"),
+                    x509.DNSName("kubernetes.default.svc"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         cert = builder.sign(self._key, hashes.SHA256())
         key_path.write_bytes(_pem(key))
