@@ -92,8 +92,10 @@ def test_auto_falls_back_to_pod_mode_and_says_why(mesh_cluster: tuple[object, Sc
     mesh_cluster[1].on("GET", CONFIGMAP_PATH, answer)
     mode, shared, _, said = choose(mesh_cluster, Mode.auto)
     assert (mode, shared) == (Mode.pod, None)
-    assert said == f"no shared aggregator advertised (ConfigMap {NAMESPACE}/istio-remote-aggregator of context mesh {why}): " + (
-        "running the aggregator in a pod (--mode pod)\n"
+    assert (
+        said
+        == f"no shared aggregator advertised (ConfigMap istio-remote-aggregator in namespace {NAMESPACE} of context mesh {why}): "
+        + ("running the aggregator in a pod (--mode pod)\n")
     )
 
 
@@ -102,7 +104,7 @@ def test_shared_mode_without_an_advertisement_says_what_to_ask_for(mesh_cluster:
     with pytest.raises(UserError) as raised:
         choose(mesh_cluster, Mode.shared)
     assert raised.value.one_line().startswith(
-        f"no shared aggregator is advertised: ConfigMap {NAMESPACE}/istio-remote-aggregator of context mesh not found; "
+        f"no shared aggregator is advertised: ConfigMap istio-remote-aggregator in namespace {NAMESPACE} of context mesh not found; "
         "ask the mesh operator to apply `kubectl istio-remote manifest --mesh`"
     )
 
@@ -111,6 +113,17 @@ def test_a_malformed_advertisement_is_an_error_in_auto_mode_too(mesh_cluster: tu
     mesh_cluster[1].on("GET", CONFIGMAP_PATH, configmap(address="nowhere"))
     with pytest.raises(UserError, match="is malformed: 'nowhere' is not HOST:PORT"):
         choose(mesh_cluster, Mode.auto)
+
+
+def test_without_a_namespace_the_usual_istio_namespaces_are_asked_at_once(mesh_cluster: tuple[object, Script]) -> None:
+    cluster, script = mesh_cluster
+    script.on("GET", "/api/v1/namespaces/external-istiod/configmaps/istio-remote-aggregator", configmap(address="10.0.0.7:15012"))
+    mode, shared, namespace = choose_mode(SessionFlags(mode=Mode.shared), cluster, cluster, Console(stderr=io.StringIO()))  # type: ignore[arg-type]
+    assert (mode, namespace) == (Mode.shared, "external-istiod") and shared is not None
+    assert sorted(path for _, path, _ in script.requests) == [
+        "/api/v1/namespaces/external-istiod/configmaps/istio-remote-aggregator",
+        "/api/v1/namespaces/istio-system/configmaps/istio-remote-aggregator",
+    ]
 
 
 def test_aggregator_flag_needs_no_cluster_at_all(mesh_cluster: tuple[object, Script]) -> None:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from kubectl_istio_remote.console import Console
     from kubectl_istio_remote.kube.cluster import Cluster
 
+ADVERTISED_NAMESPACES = (DEFAULT_NAMESPACE, "external-istiod")
 NOT_ADVERTISED_HINT = (
     "ask the mesh operator to apply `kubectl istio-remote manifest --mesh`, pass --aggregator HOST:PORT, "
     "or use --mode pod with rights in the control-plane cluster"
@@ -44,28 +45,38 @@ def choose_mode(flags: SessionFlags, mesh: Cluster, external: Cluster, console: 
         if flags.mode is Mode.auto:
             console.progress(f"using the shared aggregator at {given.address} (--aggregator)")
         return Mode.shared, given, given.namespace
-    where = namespace or DEFAULT_NAMESPACE
-    looking_for_namespace = flags.mode is Mode.auto and not namespace
-    calls: list[Callable[[], object]] = [functools.partial(read_advertisement, mesh, where)]
-    if looking_for_namespace:
+    # Without -i, where the mesh user's istio namespace usually is: Istio's default, and the namespace of Istio's
+    # external-control-plane guide. A mesh user may not list namespaces, so each is asked at once.
+    places = [namespace] if namespace else list(ADVERTISED_NAMESPACES)
+    calls: list[Callable[[], object]] = [functools.partial(read_advertisement, mesh, place) for place in places]
+    # Pod mode's namespace is looked for at the same time in a control-plane cluster named apart; with one context,
+    # the mesh user's usual case, only once pod mode is chosen: they may not list pods, and need not be refused.
+    if flags.mode is Mode.auto and not namespace and external is not mesh:
         calls.append(functools.partial(discover_istio_namespace, external, flags.revision, console))
-    advertised, *discovered = outcomes_of(calls)
-    source = advertisement_source(mesh, where)
-    if isinstance(advertised, Advertisement):
+    outcomes = outcomes_of(calls)
+    advertised, discovered = outcomes[: len(places)], outcomes[len(places) :]
+    found = next((item for item in advertised if isinstance(item, Advertisement)), None)
+    searched = f"ConfigMap {advertisement.CONFIGMAP_NAME} in namespace {' or '.join(places)} of context {mesh.context}"
+    if found is not None:
         if flags.mode is Mode.auto:
-            console.progress(f"using the shared aggregator at {advertised.address}, advertised by {source} (--mode shared)")
-        return Mode.shared, advertised, where
+            console.progress(f"using the shared aggregator at {found.address}, advertised by {found.source} (--mode shared)")
+        return Mode.shared, found, found.namespace or places[0]
+    refusals = [item for item in advertised if isinstance(item, BaseException)]
+    for refusal in refusals:
+        # A malformed advertisement, or no answer: the mesh cluster is needed in every mode.
+        if not (isinstance(refusal, ApiError) and refusal.status == 403):
+            raise refusal
     if flags.mode is Mode.shared:
-        if isinstance(advertised, BaseException):
-            raise advertised
-        raise UserError(f"no shared aggregator is advertised: {source} not found", NOT_ADVERTISED_HINT)
-    if isinstance(advertised, BaseException) and not (isinstance(advertised, ApiError) and advertised.status == 403):
-        raise advertised  # a malformed advertisement, or no answer: the mesh cluster is needed in every mode
-    why = "not found" if advertised is None else "not readable"
-    console.progress(f"no shared aggregator advertised ({source} {why}): running the aggregator in a pod (--mode pod)")
+        if len(refusals) == len(places):
+            raise refusals[0]
+        raise UserError(f"no shared aggregator is advertised: {searched} not found", NOT_ADVERTISED_HINT)
+    why = "not readable" if len(refusals) == len(places) else "not found"
+    console.progress(f"no shared aggregator advertised ({searched} {why}): running the aggregator in a pod (--mode pod)")
     if discovered and isinstance(discovered[0], BaseException):
         raise discovered[0]
-    return Mode.pod, None, str(discovered[0]) if discovered else where
+    if discovered:
+        return Mode.pod, None, str(discovered[0])
+    return Mode.pod, None, namespace or discover_istio_namespace(external, flags.revision, console)
 
 
 def advertisement_source(mesh: Cluster, namespace: str) -> str:
