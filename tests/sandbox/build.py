@@ -200,6 +200,14 @@ def build_all(names: list[str] | None = None) -> dict[str, float]:
             continue
         spent[comp.name] = build(comp)
         log(f"{comp.name}: {'cached' if spent[comp.name] == 0 else f'built in {spent[comp.name]:.0f} s'}")
+    if not names or "image" in names:
+        from tests.sandbox import image
+
+        try:
+            seconds = spent["image"] = image.build_image()
+        except image.ImageError as error:
+            raise BuildError(f"the production image: {error}") from error
+        log(f"image: {'cached' if seconds == 0 else f'built and pushed in {seconds:.0f} s'}")
     return spent
 
 

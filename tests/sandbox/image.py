@@ -136,7 +136,7 @@ def _wheelhouse(directory: Path) -> None:
 def _base(name: str, variant: str, packages: str, steps: str) -> None:
     """One stand-in base, cached by its recipe."""
     recipe = hashlib.sha256(f"{SUITE}{variant}{packages}{steps}{PASSWD}{PIP_CONF}".encode()).hexdigest()[:12]
-    if podman("image", "exists", name, check=False).returncode == 0 and _label(name) == recipe:
+    if _label(name, "sandbox.recipe") == recipe:
         return
     started = time.monotonic()
     work = HERE / "bases" / name.replace("/", "_").replace(":", "_")
@@ -158,22 +158,54 @@ def _base(name: str, variant: str, packages: str, steps: str) -> None:
     log(f"image base {name}: built from Debian packages in {time.monotonic() - started:.0f} s")
 
 
-def _label(name: str) -> str:
-    result = podman("image", "inspect", "--format", '{{index .Labels "sandbox.recipe"}}', name, check=False)
-    return result.stdout.strip()
+def _label(name: str, key: str) -> str:
+    """A label of a local image ("" when the image or the label is missing)."""
+    result = podman("image", "inspect", "--format", f'{{{{index .Labels "{key}"}}}}', name, check=False)
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+#: What the Dockerfile copies into the build: the image is rebuilt when any of it changes.
+SOURCES = ("Dockerfile", "pyproject.toml", "README.md", "LICENSE", "kubectl_istio_remote", "plugin-manifest")
+
+
+def source_digest() -> str:
+    digest = hashlib.sha256()
+    for top in SOURCES:
+        path = REPOSITORY / top
+        for file in sorted([path] if path.is_file() else (p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)):
+            digest.update(str(file.relative_to(REPOSITORY)).encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def build_image() -> float:
-    """The bases, then the Dockerfile, unchanged; the image pushed to the cached registry storage. Seconds spent."""
+    """The bases, then the Dockerfile, unchanged; the image pushed to the cached registry storage. Seconds spent (0: cached)."""
     install_packages()
+    digest = source_digest()
+    pushed = HERE / "registry" / "pushed"
+    if _label(IMAGE, "sandbox.source") == digest and pushed.exists() and pushed.read_text() == digest:
+        return 0.0
     started = time.monotonic()
     for name, (variant, packages, steps) in BASES.items():
         _base(name, variant, packages, steps)
     built = time.monotonic()
-    podman("build", "--pull=never", "--network=none", "-t", IMAGE, "-f", str(REPOSITORY / "Dockerfile"), str(REPOSITORY), timeout=1800)
+    dockerfile = str(REPOSITORY / "Dockerfile")
+    podman(
+        "build",
+        "--pull=never",
+        "--network=none",
+        "--label",
+        f"sandbox.source={digest}",
+        "-t",
+        IMAGE,
+        "-f",
+        dockerfile,
+        str(REPOSITORY),
+        timeout=1800,
+    )
     log(f"image {IMAGE}: built from the Dockerfile in {time.monotonic() - built:.0f} s")
     with Registry() as address:
         podman("push", "--tls-verify=false", IMAGE, f"docker://{address}/{IMAGE.removeprefix('ghcr.io/')}")
+    pushed.write_text(digest)
     return time.monotonic() - started
 
 
@@ -226,3 +258,8 @@ def mirror(address: str) -> None:
     (STATE / "registries.conf").write_text(
         f'[[registry]]\nprefix = "{prefix}"\nlocation = "{address}/{prefix.removeprefix("ghcr.io/")}"\ninsecure = true\n'
     )
+
+
+def mirror_off() -> None:
+    """Pulls go where their names say again (nowhere, here)."""
+    (STATE / "registries.conf").write_text("")

@@ -1,0 +1,121 @@
+"""The production image as built by `python -m tests.sandbox build` from the repository's Dockerfile, pulled through the
+sandbox's registry under its ghcr.io name and run hardened as a kubelet would run pod mode's pod: UID 65532, read-only
+root, no capabilities, no new privileges, the in-cluster configuration and a projected ServiceAccount token."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import portpicker
+import pytest
+import yaml
+
+from kubectl_istio_remote import IMAGE, native
+from kubectl_istio_remote.aggregator.client import Connection, check_health
+from tests.e2e.conftest import Sandbox
+from tests.sandbox import image
+from tests.sandbox.clusters import KUBECONFIG, cluster, pinned
+from tests.sandbox.procs import port_open
+
+TOKEN_DIRECTORY = "/var/run/secrets/kubernetes.io/serviceaccount"
+HARDENED = ["--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges", "--user=65532:65532", "--network=host"]
+READER = "image-test-reader"
+
+
+@pytest.fixture(scope="module")
+def mirrored(sandbox: Sandbox) -> Iterator[str]:
+    """The sandbox's registry serving the built image, and pulls of ghcr.io/kubectl-istio-remote going to it (in the
+    running sandbox's state, which `up` starts afresh)."""
+    with image.Registry() as address:
+        image.mirror(address)
+        try:
+            yield address
+        finally:
+            image.mirror_off()
+
+
+def kubectl(sandbox: Sandbox, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    argv = ["kubectl", "--context", "external", "-n", sandbox.istio_namespace, *args]
+    return subprocess.run(argv, input=stdin, env=sandbox.env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_the_image_runs_the_frozen_plugin_as_65532_pulled_by_its_ghcr_name(mirrored: str) -> None:
+    config = json.loads(image.podman("image", "inspect", IMAGE).stdout)[0]["Config"]
+    assert config["User"] == "65532:65532" and config["Entrypoint"] == ["kubectl-istio_remote"], config
+    ran = image.podman("run", "--rm", "--pull=always", *HARDENED, IMAGE, "version", "-o", "json", timeout=120)
+    assert json.loads(ran.stdout)["image"] == IMAGE, ran.stdout
+    # The pull above went to the sandbox's registry: without the mirror, the same name cannot be pulled here.
+    image.mirror_off()
+    try:
+        unmirrored = image.podman("pull", IMAGE, check=False, timeout=120)
+    finally:
+        image.mirror(mirrored)
+    assert unmirrored.returncode != 0, unmirrored.stderr
+
+
+def test_the_image_serves_every_proxy_from_in_cluster_credentials(sandbox: Sandbox, mirrored: str, tmp_path: Path) -> None:
+    """`serve --discover` in the container finds the istiods with the projected token alone and answers istioctl's request."""
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": READER},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": READER},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": READER},
+        "subjects": [{"kind": "ServiceAccount", "name": READER, "namespace": sandbox.istio_namespace}],
+    }
+    name = f"image-test-{uuid.uuid4().hex[:6]}"
+    created = kubectl(sandbox, "create", "serviceaccount", READER)
+    assert created.returncode == 0, created.stderr
+    try:
+        applied = kubectl(sandbox, "apply", "-f", "-", stdin=yaml.safe_dump_all([role, binding]))
+        assert applied.returncode == 0, applied.stderr
+        projected = tmp_path / "serviceaccount"
+        projected.mkdir()
+        (projected / "token").write_text(kubectl(sandbox, "create", "token", READER).stdout.strip())
+        ca = yaml.safe_load(KUBECONFIG.read_text())["clusters"][0]["cluster"]["certificate-authority"]
+        (projected / "ca.crt").write_bytes(Path(ca).read_bytes())
+        (projected / "namespace").write_text(sandbox.istio_namespace)
+        projected.chmod(0o755)
+        for file in projected.iterdir():
+            file.chmod(0o644)
+        host, _, port = cluster("external").server.removeprefix("https://").rpartition(":")
+        listen = f"127.0.0.1:{portpicker.pick_unused_port()}"
+        image.podman(
+            "run", "-d", "--name", name, *HARDENED, "--pull=always",
+            "-e", f"KUBERNETES_SERVICE_HOST={host}", "-e", f"KUBERNETES_SERVICE_PORT={port}",
+            "-e", f"POD_NAMESPACE={sandbox.istio_namespace}", "-v", f"{projected}:{TOKEN_DIRECTORY}:ro",
+            IMAGE, "serve", "--discover", "--listen", listen,
+        )  # fmt: skip
+        try:
+            inspected = json.loads(image.podman("container", "inspect", name).stdout)[0]
+            assert inspected["HostConfig"]["ReadonlyRootfs"] is True
+            assert inspected["Config"]["User"] == "65532:65532"
+            assert "no-new-privileges" in " ".join(inspected["HostConfig"]["SecurityOpt"])
+            assert inspected["EffectiveCaps"] in (None, []), inspected["EffectiveCaps"]
+            deadline = time.monotonic() + 60
+            while not port_open(*listen.split(":")) and time.monotonic() < deadline:  # type: ignore[arg-type]
+                time.sleep(0.5)
+            connection = Connection(listen)
+            assert asyncio.run(check_health(connection, timeout=10)), image.podman("logs", name).stderr
+            token = native.istioctl_token(pinned("remote"), sandbox.istio_namespace)
+            syncz = native.fetch(connection, token, sandbox.istio_namespace, None, 30)
+            assert sorted(status.name for status in syncz.statuses) == sorted(sandbox.proxies)
+            assert syncz.failed == []
+        finally:
+            logs = image.podman("logs", name, check=False)
+            image.podman("rm", "-f", "-t", "5", name, check=False)
+    finally:
+        kubectl(sandbox, "delete", "rolebinding,role,serviceaccount", READER, "--ignore-not-found")
+    assert image.podman("container", "exists", name, check=False).returncode != 0, "the container outlived its test"
+    assert "listening on" in logs.stdout + logs.stderr, logs.stdout + logs.stderr
