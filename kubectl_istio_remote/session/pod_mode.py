@@ -18,7 +18,7 @@ from kubectl_istio_remote.console import Console
 from kubectl_istio_remote.errors import DeadlineError
 from kubectl_istio_remote.kube.cluster import Object
 from kubectl_istio_remote.kube.concurrent import outcomes_of
-from kubectl_istio_remote.kube.errors import ApiError
+from kubectl_istio_remote.kube.errors import ApiError, UnreachableError
 from kubectl_istio_remote.kube.kinds import BY_NAME, POD, SESSION_KINDS
 from kubectl_istio_remote.kube.portforward import PortForwardDialer
 from kubectl_istio_remote.kube.records import Pod
@@ -75,7 +75,13 @@ class ProxyPodMode:
         return wait_healthy(self._io, Connection(address), deadline, self._tunnel_error)
 
     def _tunnel_error(self) -> str:
-        """Why the last stream failed: a forbidden port-forward, say, which gRPC only sees as a closed connection."""
+        """Why the last stream failed: a forbidden port-forward, say, which gRPC only sees as a closed connection.
+
+        A pod that went bad after it was ready (its container exited, or a runtime that reported Ready
+        before the image was there) ends the wait at once with its status's reason.
+        """
+        with contextlib.suppress(ApiError, UnreachableError):
+            pod_ready(Pod.of(self._settings.external.read(POD, self.pod.namespace, self.pod.name)))
         return self._tunnel.last_error if self._tunnel is not None else ""
 
     def close(self, deadline: float, stop_waiting: Callable[[], bool]) -> list[str]:

@@ -1,5 +1,5 @@
 """The production image as built by `python -m tests.sandbox build` from the repository's Dockerfile, pulled through the
-sandbox's registry under its ghcr.io name and run hardened as a kubelet would run pod mode's pod: UID 65532, read-only
+sandbox's registry (which `up` starts) under its ghcr.io name and run hardened as a kubelet would run pod mode's pod: UID 65532, read-only
 root, no capabilities, no new privileges, the in-cluster configuration and a projected ServiceAccount token."""
 
 from __future__ import annotations
@@ -9,17 +9,18 @@ import json
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import portpicker
-import pytest
 import yaml
 
-from kubectl_istio_remote import IMAGE, native
+from kubectl_istio_remote import IMAGE, IMAGE_REPOSITORY, native
 from kubectl_istio_remote.aggregator.client import Connection, check_health
+from kubectl_istio_remote.status import ExitStatus
 from tests.e2e.conftest import Sandbox
-from tests.sandbox import image
+from tests.e2e.test_plugin import CLUSTERS, leftovers
+from tests.e2e.test_sandbox_proof import listed_proxies
+from tests.sandbox import containers, image
 from tests.sandbox.clusters import KUBECONFIG, cluster, pinned
 from tests.sandbox.procs import port_open
 
@@ -28,38 +29,26 @@ HARDENED = ["--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges",
 READER = "image-test-reader"
 
 
-@pytest.fixture(scope="module")
-def mirrored(sandbox: Sandbox) -> Iterator[str]:
-    """The sandbox's registry serving the built image, and pulls of ghcr.io/kubectl-istio-remote going to it (in the
-    running sandbox's state, which `up` starts afresh)."""
-    with image.Registry() as address:
-        image.mirror(address)
-        try:
-            yield address
-        finally:
-            image.mirror_off()
-
-
 def kubectl(sandbox: Sandbox, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     argv = ["kubectl", "--context", "external", "-n", sandbox.istio_namespace, *args]
     return subprocess.run(argv, input=stdin, env=sandbox.env, capture_output=True, text=True, timeout=60, check=False)
 
 
-def test_the_image_runs_the_frozen_plugin_as_65532_pulled_by_its_ghcr_name(mirrored: str) -> None:
+def test_the_image_runs_the_frozen_plugin_as_65532_pulled_by_its_ghcr_name(sandbox: Sandbox) -> None:
     config = json.loads(image.podman("image", "inspect", IMAGE).stdout)[0]["Config"]
     assert config["User"] == "65532:65532" and config["Entrypoint"] == ["kubectl-istio_remote"], config
     ran = image.podman("run", "--rm", "--pull=always", *HARDENED, IMAGE, "version", "-o", "json", timeout=120)
     assert json.loads(ran.stdout)["image"] == IMAGE, ran.stdout
     # The pull above went to the sandbox's registry: without the mirror, the same name cannot be pulled here.
-    image.mirror_off()
+    before = image.mirror_off()
     try:
         unmirrored = image.podman("pull", IMAGE, check=False, timeout=120)
     finally:
-        image.mirror(mirrored)
+        image.mirror_restore(before)
     assert unmirrored.returncode != 0, unmirrored.stderr
 
 
-def test_the_image_serves_every_proxy_from_in_cluster_credentials(sandbox: Sandbox, mirrored: str, tmp_path: Path) -> None:
+def test_the_image_serves_every_proxy_from_in_cluster_credentials(sandbox: Sandbox, tmp_path: Path) -> None:
     """`serve --discover` in the container finds the istiods with the projected token alone and answers istioctl's request."""
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -119,3 +108,21 @@ def test_the_image_serves_every_proxy_from_in_cluster_credentials(sandbox: Sandb
         kubectl(sandbox, "delete", "rolebinding,role,serviceaccount", READER, "--ignore-not-found")
     assert image.podman("container", "exists", name, check=False).returncode != 0, "the container outlived its test"
     assert "listening on" in logs.stdout + logs.stderr, logs.stdout + logs.stderr
+
+
+def test_pod_mode_runs_its_pod_from_the_image_and_an_unpullable_image_fails_with_the_pull_error(sandbox: Sandbox) -> None:
+    """The default --image is pulled through the registry and lists every proxy; a tag no registry has is the pull
+    error in one line, not a wait until --timeout, and nothing is left in either cluster."""
+    listed = sandbox.run("kubectl-istio_remote", "proxy-status", *CLUSTERS, "--mode", "pod", "--native")
+    assert listed.returncode == 0, listed.stderr
+    assert listed_proxies(listed.stdout) == set(sandbox.proxies), listed.stdout
+    missing = f"{IMAGE_REPOSITORY}:0.0.0-missing"
+    refused = sandbox.run(
+        "kubectl-istio_remote", "proxy-status", *CLUSTERS, "--mode", "pod", "--native", "--image", missing, "--timeout", "120"
+    )
+    assert refused.returncode == ExitStatus.UNAVAILABLE, refused.stderr
+    error = refused.stderr.strip().splitlines()[-1]
+    assert ("ErrImagePull" in error or "ImagePullBackOff" in error) and f'failed to pull image "{missing}"' in error, refused.stderr
+    assert "within --timeout" not in refused.stderr
+    assert leftovers(sandbox) == []
+    assert image.podman("ps", "-a", "--filter", f"label={containers.LABEL}", "--format", "{{.Names}}").stdout.strip() == ""

@@ -220,8 +220,17 @@ def summary() -> dict[str, object]:
     }
 
 
+def registry_config(address: str) -> Path:
+    """docker-registry's configuration: the cached storage, served on `address` only."""
+    config = HERE / f"registry-{address.rpartition(':')[2]}.yml"
+    config.write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {HERE / 'registry'}\nhttp:\n  addr: {address}\nlog:\n  level: warn\n"
+    )
+    return config
+
+
 class Registry:
-    """Debian's docker-registry on a free 127.0.0.1 port over the cached storage; stopped on exit."""
+    """The registry on a free 127.0.0.1 port while a block runs (`build` pushes through it)."""
 
     def __init__(self) -> None:
         import portpicker
@@ -230,14 +239,10 @@ class Registry:
         self._process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> str:
-        config = HERE / "registry.yml"
-        config.write_text(
-            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: "
-            f"{HERE / 'registry'}\nhttp:\n  addr: {self.address}\nlog:\n  level: warn\n"
-        )
-        self._process = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         from tests.sandbox.procs import port_open
 
+        argv = ["docker-registry", "serve", str(registry_config(self.address))]
+        self._process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         host, _, port = self.address.rpartition(":")
         for _ in range(100):
             if port_open(host, int(port)):
@@ -250,6 +255,7 @@ class Registry:
         if self._process is not None:
             self._process.terminate()
             self._process.wait(10)
+        registry_config(self.address).unlink(missing_ok=True)
 
 
 def mirror(address: str) -> None:
@@ -260,6 +266,13 @@ def mirror(address: str) -> None:
     )
 
 
-def mirror_off() -> None:
-    """Pulls go where their names say again (nowhere, here)."""
-    (STATE / "registries.conf").write_text("")
+def mirror_off() -> str:
+    """Pulls go where their names say again (nowhere, here); returns the configuration to restore."""
+    registries = STATE / "registries.conf"
+    before = registries.read_text() if registries.exists() else ""
+    registries.write_text("")
+    return before
+
+
+def mirror_restore(before: str) -> None:
+    (STATE / "registries.conf").write_text(before)

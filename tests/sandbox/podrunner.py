@@ -1,10 +1,11 @@
-"""The sandbox's kubelet for this project's proxy image: run such pods as local processes.
+"""The sandbox's kubelet for this project's proxy image: run such pods as containers of their image.
 
 kwok marks every pod Running without running anything. For pods whose image is this project's
-proxy image we do what a kubelet would: start the container's command with the pod's argv and
-env, POD_NAMESPACE, a real service-account token and an in-cluster-style kubeconfig; stop it when
-the pod goes away; fail the pod when its activeDeadlineSeconds passes; write mounted Secrets to
-files. The pod's own loopback (127.0.0.1 inside a real pod) becomes a private loopback address
+proxy image we do what a kubelet would (tests/sandbox/containers.py): pull the pod's image (a
+failed pull is ErrImagePull, then ImagePullBackOff, in the pod's status), run it with the pod's
+args, env, securityContext, a real bound service-account token projected at the standard path and
+mounted Secrets; report its exit in the pod's status; stop it when the pod goes away; fail the pod
+when its activeDeadlineSeconds passes. The pod's own loopback (127.0.0.1 inside a real pod) becomes a private loopback address
 per pod, 127.0.10x.y, which is not the pod IP, and kwok's PortForward points the pod's
 port-forward at it; a process listening on all interfaces (0.0.0.0) listens on the pod IP.
 Run as `python -m tests.sandbox.podrunner` (started by `up`, stopped by `down`).
@@ -14,8 +15,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import os
-import shutil
 import signal
 import sys
 import threading
@@ -26,7 +25,7 @@ import yaml
 from kubernetes import client, watch
 
 from kubectl_istio_remote import IMAGE_REPOSITORY
-from tests.sandbox import procs
+from tests.sandbox import containers
 from tests.sandbox.clusters import KUBECONFIG, api, apply, cluster
 from tests.sandbox.mesh import port_forward
 from tests.sandbox.paths import STATE, log
@@ -37,8 +36,12 @@ POD_LOOPBACK = "127.0.0.1"
 
 @dataclass(frozen=True)
 class Started:
-    process: str
+    container: str
     deadline: datetime.datetime | None
+    #: The image could not be pulled: nothing runs, and the status says why.
+    pull_error: str = ""
+    #: Its status is final (backing off a failed pull, or exited): nothing more to report.
+    settled: bool = False
 
 
 def private_loopback(pod_ip: str) -> str:
@@ -62,8 +65,8 @@ def _env(pod: client.V1Pod, container: client.V1Container) -> dict[str, str]:
     return env
 
 
-def _in_cluster_kubeconfig(pod: client.V1Pod, core: client.CoreV1Api) -> str:
-    """A kubeconfig carrying a real bound token of the pod's ServiceAccount, as kubelet would mount."""
+def _bound_token(pod: client.V1Pod, core: client.CoreV1Api) -> str:
+    """A real bound token of the pod's ServiceAccount, as kubelet would project."""
     request = client.AuthenticationV1TokenRequest(
         spec=client.V1TokenRequestSpec(
             audiences=[],
@@ -71,9 +74,7 @@ def _in_cluster_kubeconfig(pod: client.V1Pod, core: client.CoreV1Api) -> str:
             bound_object_ref=client.V1BoundObjectReference(kind="Pod", api_version="v1", name=pod.metadata.name, uid=pod.metadata.uid),
         )
     )
-    token = core.create_namespaced_service_account_token(pod.spec.service_account_name, pod.metadata.namespace, request).status.token
-    path = STATE / "pods" / f"{pod.metadata.namespace}-{pod.metadata.name}.kubeconfig"
-    return str(token_kubeconfig(token, pod.metadata.namespace, path))
+    return core.create_namespaced_service_account_token(pod.spec.service_account_name, pod.metadata.namespace, request).status.token
 
 
 def token_kubeconfig(token: str, namespace: str, path: Path) -> Path:
@@ -96,17 +97,12 @@ def token_kubeconfig(token: str, namespace: str, path: Path) -> Path:
 ALL_INTERFACES = "0.0.0.0"
 
 
-def _argv(container: client.V1Container, addresses: dict[str, str]) -> list[str]:
-    """The container's command, with the pod's own addresses and mount paths replaced by this host's."""
-    command = list(container.command or []) + list(container.args or [])
-    # The image's PATH holds the plugin; here it is this Python's environment, even if PATH lacks it.
-    executable = shutil.which(command[0], path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    if executable is None:
-        raise FileNotFoundError(f"{command[0]} is not on PATH of the sandbox pod runner")
-    args = command[1:]
+def _args(container: client.V1Container, addresses: dict[str, str]) -> list[str]:
+    """The container's args, with the pod's own addresses replaced by this host's (the container shares its network)."""
+    args = list(container.args or [])
     for inside, outside in addresses.items():
         args = [arg.replace(inside, outside) for arg in args]
-    return [executable, *args]
+    return args
 
 
 def _secret_volumes(pod: client.V1Pod, core: client.CoreV1Api) -> dict[str, str]:
@@ -120,7 +116,7 @@ def _secret_volumes(pod: client.V1Pod, core: client.CoreV1Api) -> dict[str, str]
         directory.mkdir(parents=True, exist_ok=True)
         for key, value in (core.read_namespaced_secret(secrets[mount.name], pod.metadata.namespace).data or {}).items():
             (directory / key).write_bytes(base64.b64decode(value))
-            (directory / key).chmod(0o400)
+            (directory / key).chmod(0o444)  # the container's non-root user reads it, as with a Secret's defaultMode
         mounted[mount.mount_path] = str(directory)
     return mounted
 
@@ -134,15 +130,54 @@ def _start(pod: client.V1Pod, core: client.CoreV1Api) -> Started:
     forward_to = pod.status.pod_ip if serves_pod_ip else loopback
     ports = tuple(p.container_port for p in container.ports or [])
     apply(CONTEXT, [port_forward(pod.metadata.name, pod.metadata.namespace, forward_to, ports, pod.metadata.uid)])
-    env = {**_env(pod, container), "KUBECONFIG": _in_cluster_kubeconfig(pod, core)}
-    addresses = {f"{POD_LOOPBACK}:": f"{loopback}:", f"{ALL_INTERFACES}:": f"{pod.status.pod_ip}:", **_secret_volumes(pod, core)}
     name = f"pod-{pod.metadata.namespace}-{pod.metadata.name}"
-    procs.start(name, _argv(container, addresses), env=env)
-    log(f"pod runner: started {pod.metadata.namespace}/{pod.metadata.name} on {forward_to}")
     deadline = None
     if pod.spec.active_deadline_seconds and pod.status.start_time:
         deadline = pod.status.start_time + datetime.timedelta(seconds=pod.spec.active_deadline_seconds)
+    pull_error = containers.pull(container.image, container.image_pull_policy)
+    if pull_error:
+        _report_container(core, pod, {"waiting": {"reason": "ErrImagePull", "message": pull_error}})
+        log(f"pod runner: {pod.metadata.namespace}/{pod.metadata.name}: {pull_error}")
+        return Started(name, deadline, pull_error)
+    host, _, port = cluster(CONTEXT).server.removeprefix("https://").rpartition(":")
+    env = {**_env(pod, container), "KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port}
+    pod_files = STATE / "pods" / f"{pod.metadata.namespace}-{pod.metadata.name}"
+    ca = yaml.safe_load(KUBECONFIG.read_text())["clusters"][0]["cluster"]["certificate-authority"]
+    token = containers.projected_token(pod_files / "serviceaccount", _bound_token(pod, core), ca, pod.metadata.namespace)
+    mounts = {containers.TOKEN_DIRECTORY: str(token), **_secret_volumes(pod, core)}
+    addresses = {f"{POD_LOOPBACK}:": f"{loopback}:", f"{ALL_INTERFACES}:": f"{pod.status.pod_ip}:"}
+    containers.stop(name)  # a container of a pod of the same name that a killed runner left
+    containers.run(name, pod, container, _args(container, addresses), env, mounts)
+    log(f"pod runner: started {pod.metadata.namespace}/{pod.metadata.name} from {container.image} on {forward_to}")
     return Started(name, deadline)
+
+
+def _report_container(core: client.CoreV1Api, pod: client.V1Pod, state: dict) -> None:
+    """What kubelet reports of a container that is not running: not ready, and its state (waiting or terminated)."""
+    container = pod.spec.containers[0]
+    body = {
+        "status": {
+            "conditions": [
+                {"type": "Ready", "status": "False", "reason": "ContainersNotReady"},
+                {"type": "ContainersReady", "status": "False", "reason": "ContainersNotReady"},
+            ],
+            "containerStatuses": [
+                {
+                    "name": container.name,
+                    "image": container.image,
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 0,
+                    "started": False,
+                    "state": {"running": None, "waiting": None, "terminated": None, **state},
+                }
+            ],
+        }
+    }
+    try:
+        core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, body)
+    except client.ApiException as error:
+        log(f"pod runner: could not report on {pod.metadata.namespace}/{pod.metadata.name}: {error.reason}")
 
 
 def _fail_past_deadline(pod_key: tuple[str, str], core: client.CoreV1Api) -> None:
@@ -174,7 +209,7 @@ def run(stop: threading.Event) -> None:
                     seen.add((event["object"].metadata.namespace, event["object"].metadata.name))
                 # Each window opens with every existing pod: one not seen was deleted while the API server was away.
                 for key in started.keys() - seen:
-                    procs.stop(started.pop(key).process)
+                    containers.stop(started.pop(key).container)
                     log(f"pod runner: stopped {key[0]}/{key[1]}, gone while the watch was down")
             except client.ApiException as error:
                 log(f"pod runner: watch failed: {error.reason}")
@@ -185,11 +220,28 @@ def run(stop: threading.Event) -> None:
             now = datetime.datetime.now(datetime.timezone.utc)
             for key, entry in list(started.items()):
                 if entry.deadline and now >= entry.deadline:
-                    procs.stop(entry.process)
+                    containers.stop(entry.container)
                     _fail_past_deadline(key, core)
-                    started[key] = Started(entry.process, None)
+                    started[key] = Started(entry.container, None)
+                else:
+                    started[key] = _follow(key, entry, core)
     for entry in started.values():
-        procs.stop(entry.process)
+        containers.stop(entry.container)
+
+
+def _follow(key: tuple[str, str], entry: Started, core: client.CoreV1Api) -> Started:
+    """A failed pull turns into ImagePullBackOff; a container that exited is reported, as a kubelet would."""
+    if entry.settled:
+        return entry
+    if entry.pull_error:
+        state = {"waiting": {"reason": "ImagePullBackOff", "message": f"Back-off pulling image: {entry.pull_error}"}}
+    elif (code := containers.exit_code(entry.container)) is not None:
+        state = {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error"}}
+        log(f"pod runner: {key[0]}/{key[1]} exited with {code}")
+    else:
+        return entry
+    _report_container(core, core.read_namespaced_pod(key[1], key[0]), state)
+    return Started(entry.container, entry.deadline, entry.pull_error, settled=True)
 
 
 def _handle(kind: str, pod: client.V1Pod, started: dict[tuple[str, str], Started], core: client.CoreV1Api) -> None:
@@ -200,7 +252,7 @@ def _handle(kind: str, pod: client.V1Pod, started: dict[tuple[str, str], Started
     if gone:
         entry = started.pop(key, None)
         if entry:
-            procs.stop(entry.process)
+            containers.stop(entry.container)
             log(f"pod runner: stopped {key[0]}/{key[1]}")
         return
     if key not in started and pod.status.phase == "Running" and pod.status.pod_ip:

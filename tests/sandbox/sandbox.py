@@ -33,13 +33,32 @@ def up(istiods: int, proxies: int) -> None:
     down()
     build.build_all()
     clusters.up()
+    _registry()
     procs.start("pod-runner", [sys.executable, "-m", "tests.sandbox.podrunner"], cwd=REPOSITORY)
     mesh.up(istiods, proxies)
     names = sorted(path.stem for path in procs.PIDS.glob("*.pid"))
     SHAPE.write_text(json.dumps({"shape": {"istiods": istiods, "proxies": proxies}, "processes": names}))
 
 
+def _registry() -> None:
+    """The registry serving the built image on a free port, and pulls of ghcr.io/kubectl-istio-remote going to it."""
+    import portpicker
+
+    from tests.sandbox import image
+
+    address = f"127.0.0.1:{portpicker.pick_unused_port()}"
+    procs.start("registry", ["docker-registry", "serve", str(image.registry_config(address))])
+    host, _, port = address.rpartition(":")
+    procs.wait_until("registry", lambda: procs.port_open(host, int(port)), 30, process="registry")
+    image.mirror(address)
+
+
 def down() -> None:
+    from tests.sandbox import containers
+
+    left = containers.remove_all() if shutil.which("podman") else []
+    if left:
+        log(f"removed {len(left)} containers a stopped pod runner left: {', '.join(left)}")
     stopped = procs.stop_all()
     if stopped:
         log(f"stopped {len(stopped)} processes")
