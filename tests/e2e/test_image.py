@@ -29,6 +29,16 @@ HARDENED = ["--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges",
 READER = "image-test-reader"
 
 
+def containers_left(seconds: float = 15) -> list[str]:
+    """The sandbox's pod containers, once the pod runner has had `seconds` to remove those of deleted pods."""
+    deadline = time.monotonic() + seconds
+    while True:
+        names = image.podman("ps", "-a", "--filter", f"label={containers.LABEL}", "--format", "{{.Names}}").stdout.split()
+        if not names or time.monotonic() > deadline:
+            return names
+        time.sleep(0.5)
+
+
 def kubectl(sandbox: Sandbox, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     argv = ["kubectl", "--context", "external", "-n", sandbox.istio_namespace, *args]
     return subprocess.run(argv, input=stdin, env=sandbox.env, capture_output=True, text=True, timeout=60, check=False)
@@ -125,4 +135,34 @@ def test_pod_mode_runs_its_pod_from_the_image_and_an_unpullable_image_fails_with
     assert ("ErrImagePull" in error or "ImagePullBackOff" in error) and f'failed to pull image "{missing}"' in error, refused.stderr
     assert "within --timeout" not in refused.stderr
     assert leftovers(sandbox) == []
-    assert image.podman("ps", "-a", "--filter", f"label={containers.LABEL}", "--format", "{{.Names}}").stdout.strip() == ""
+    assert containers_left() == []
+
+
+def test_a_container_that_exits_is_reported_in_its_pods_status(sandbox: Sandbox) -> None:
+    """As a kubelet reports it: the container's state `terminated` with its exit code, and the pod no longer Ready."""
+    name = f"image-exit-{uuid.uuid4().hex[:6]}"
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "containers": [{"name": "once", "image": IMAGE, "imagePullPolicy": "IfNotPresent", "args": ["no-such-command"]}],
+        },
+    }
+    created = kubectl(sandbox, "apply", "-f", "-", stdin=json.dumps(pod))
+    assert created.returncode == 0, created.stderr
+    try:
+        deadline, state = time.monotonic() + 90, {}
+        while time.monotonic() < deadline and "terminated" not in state:
+            shown = json.loads(kubectl(sandbox, "get", "pod", name, "-o", "json").stdout or "{}")
+            statuses = shown.get("status", {}).get("containerStatuses") or [{}]
+            state = statuses[0].get("state") or {}
+            time.sleep(1)
+        assert state.get("terminated", {}).get("exitCode") == 2, state  # a usage error: the plugin's exit code 2
+        ready = [c["status"] for c in shown["status"]["conditions"] if c["type"] == "Ready"]
+        assert ready == ["False"], shown["status"]["conditions"]
+    finally:
+        kubectl(sandbox, "delete", "pod", name, "--wait=true")
+    assert containers_left() == []

@@ -60,9 +60,13 @@ def projected_token(directory: Path, token: str, ca_file: str, namespace: str) -
     return directory
 
 
-def run(name: str, pod: client.V1Pod, container: client.V1Container, args: list[str], env: dict[str, str], mounts: dict[str, str]) -> None:
-    """Start the container detached; raises image.ImageError with podman's message when it cannot."""
+def run(
+    name: str, pod: client.V1Pod, container: client.V1Container, args: list[str], env: dict[str, str], mounts: dict[str, str], log: Path
+) -> None:
+    """Start the container detached, its output kept in `log` (a kubelet's container log); raises image.ImageError
+    with podman's message when it cannot."""
     argv = ["run", "-d", "--name", name, "--label", LABEL, "--network=host", "--pull=never", *security_flags(pod, container)]
+    argv += ["--log-driver=k8s-file", f"--log-opt=path={log}"]
     if container.command:
         argv.append(f"--entrypoint={json.dumps(container.command)}")
     for key, value in env.items():

@@ -29,6 +29,7 @@ from tests.sandbox import containers
 from tests.sandbox.clusters import KUBECONFIG, api, apply, cluster
 from tests.sandbox.mesh import port_forward
 from tests.sandbox.paths import STATE, log
+from tests.sandbox.procs import LOGS
 
 CONTEXT = "external"
 POD_LOOPBACK = "127.0.0.1"
@@ -147,7 +148,7 @@ def _start(pod: client.V1Pod, core: client.CoreV1Api) -> Started:
     mounts = {containers.TOKEN_DIRECTORY: str(token), **_secret_volumes(pod, core)}
     addresses = {f"{POD_LOOPBACK}:": f"{loopback}:", f"{ALL_INTERFACES}:": f"{pod.status.pod_ip}:"}
     containers.stop(name)  # a container of a pod of the same name that a killed runner left
-    containers.run(name, pod, container, _args(container, addresses), env, mounts)
+    containers.run(name, pod, container, _args(container, addresses), env, mounts, LOGS / f"{name}.log")
     log(f"pod runner: started {pod.metadata.namespace}/{pod.metadata.name} from {container.image} on {forward_to}")
     return Started(name, deadline)
 
