@@ -17,6 +17,7 @@ import yaml
 from kubectl_istio_remote import IMAGE, IMAGE_REPOSITORY, native
 from kubectl_istio_remote.aggregator.client import Connection, check_health
 from kubectl_istio_remote.status import ExitStatus
+from kubectl_istio_remote.workload import CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT
 from tests.e2e.conftest import Sandbox
 from tests.e2e.test_plugin import CLUSTERS, leftovers
 from tests.e2e.test_sandbox_proof import listed_proxies
@@ -126,6 +127,17 @@ def test_pod_mode_runs_its_pod_from_the_image_and_an_unpullable_image_fails_with
     listed = sandbox.run("kubectl-istio_remote", "proxy-status", *CLUSTERS, "--mode", "pod", "--native")
     assert listed.returncode == 0, listed.stderr
     assert listed_proxies(listed.stdout) == set(sandbox.proxies), listed.stdout
+    # While a session runs, its pod's container as the pod runner made it from the pod's securityContext.
+    inspect = (
+        f'for name in $(podman ps --filter label={containers.LABEL} --format "{{{{.Names}}}}"); do podman container inspect '
+        '--format "{{.ImageName}} {{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{.EffectiveCaps}} {{.HostConfig.SecurityOpt}}" '
+        '"$name"; done'
+    )
+    inspected = sandbox.run(
+        "kubectl-istio_remote", "shell", *CLUSTERS, "--mode", "pod", "--", "sh", "-c", inspect, extra_env=image.environment()
+    )
+    assert inspected.returncode == 0, inspected.stderr
+    assert inspected.stdout.split() == [IMAGE, "65532:65532", "true", "[]", "[no-new-privileges]"], inspected.stdout
     missing = f"{IMAGE_REPOSITORY}:0.0.0-missing"
     refused = sandbox.run(
         "kubectl-istio_remote", "proxy-status", *CLUSTERS, "--mode", "pod", "--native", "--image", missing, "--timeout", "120"
@@ -147,8 +159,16 @@ def test_a_container_that_exits_is_reported_in_its_pods_status(sandbox: Sandbox)
         "metadata": {"name": name},
         "spec": {
             "restartPolicy": "Never",
-            "automountServiceAccountToken": False,
-            "containers": [{"name": "once", "image": IMAGE, "imagePullPolicy": "IfNotPresent", "args": ["no-such-command"]}],
+            "securityContext": POD_SECURITY_CONTEXT,  # the namespace enforces PodSecurity "restricted"
+            "containers": [
+                {
+                    "name": "once",
+                    "image": IMAGE,
+                    "imagePullPolicy": "IfNotPresent",
+                    "args": ["no-such-command"],
+                    "securityContext": CONTAINER_SECURITY_CONTEXT,
+                }
+            ],
         },
     }
     created = kubectl(sandbox, "apply", "-f", "-", stdin=json.dumps(pod))
