@@ -19,6 +19,7 @@ CA_KEY = "ca.crt"
 #: The name the serving certificate is issued for, when the address's host is not one of its names (an IP, say).
 SERVER_NAME_KEY = "server-name"
 EVERY_AUTHENTICATED_USER = {"apiGroup": RBAC_GROUP, "kind": "Group", "name": "system:authenticated"}
+PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,11 @@ class Advertisement:
     @property
     def verified_name(self) -> str:
         return self.server_name or self.address.rpartition(":")[0].strip("[]")
+
+    @property
+    def trusted(self) -> str:
+        """What its certificate is verified against, for messages."""
+        return "the advertised CA" if self.ca_pem else "the system's trust roots"
 
 
 def objects(advertisement: Advertisement) -> list[dict[str, Any]]:
@@ -96,22 +102,23 @@ def read_ca(path: str | None, flag: str = "--ca-file") -> str:
     return pem
 
 
-PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
-
-
 def parse(configmap: dict[str, Any], source: str) -> Advertisement:
     """The advertisement a ConfigMap holds, or an error naming what is wrong with it and who fixes it."""
     data = configmap.get("data") or {}
     address, ca_pem = str(data.get(ADDRESS_KEY, "")).strip(), str(data.get(CA_KEY, ""))
-    problem = (
-        f"no {ADDRESS_KEY!r} key"
-        if not address
-        else address_problem(address) or (f"{CA_KEY!r} holds no PEM certificate" if ca_pem and PEM_CERTIFICATE not in ca_pem else "")
-    )
-    if problem:
+    if problem := _data_problem(address, ca_pem):
         raise UserError(
             f"{source} is malformed: {problem}",
             "ask the mesh operator to apply `kubectl istio-remote manifest --mesh` again, or pass --aggregator HOST:PORT",
         )
     namespace = str((configmap.get("metadata") or {}).get("namespace", ""))
     return Advertisement(namespace, address, ca_pem, str(data.get(SERVER_NAME_KEY, "")).strip(), source=source)
+
+
+def _data_problem(address: str, ca_pem: str) -> str:
+    """What is wrong with an advertisement's data ("" when nothing is)."""
+    if not address:
+        return f"no {ADDRESS_KEY!r} key"
+    if problem := address_problem(address):
+        return problem
+    return f"{CA_KEY!r} holds no PEM certificate" if ca_pem and PEM_CERTIFICATE not in ca_pem else ""

@@ -57,15 +57,16 @@ def command(
         + f"image:    {image}\n"
         + f"python:   {report['python']}\n"
     )
-    failed: list[str] = []
+    status = 0
     if remote:
         settings = invocation.session_settings(ctx)
         syncz = invocation.native_syncz(ctx, settings, None, timeout)
-        rows, proxies, failed = versions.replicas(syncz), versions.data_plane(syncz), syncz.failed
-        report.update(versions.document(rows, proxies, failed))
+        rows, proxies = versions.replicas(syncz), versions.data_plane(syncz)
+        report.update(versions.document(rows, proxies, syncz.failed))
         text += versions.text(rows, proxies)
+        status = invocation.report_failed(ctx, settings, syncz.failed)
     from kubectl_istio_remote import render
 
     console = invocation.console(ctx, verbose)
     console.data(text if output is Output.text else render.dump(report, output.value))
-    return invocation.report_failed(ctx, settings, failed) if remote else 0
+    return status

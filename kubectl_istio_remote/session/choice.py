@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING
 from kubectl_istio_remote import advertisement
 from kubectl_istio_remote.advertisement import Advertisement
 from kubectl_istio_remote.errors import UserError
-from kubectl_istio_remote.istio import DEFAULT_NAMESPACE
+from kubectl_istio_remote.istio import DEFAULT_NAMESPACE, istiod_selector
 from kubectl_istio_remote.kube.concurrent import outcomes_of
 from kubectl_istio_remote.kube.errors import ApiError
-from kubectl_istio_remote.session.settings import Mode, SessionFlags, discover_istio_namespace
+from kubectl_istio_remote.kube.kinds import CONFIG_MAP, POD
+from kubectl_istio_remote.kube.records import Meta, items
+from kubectl_istio_remote.session.settings import Mode, SessionFlags
 
 if TYPE_CHECKING:
     from kubectl_istio_remote.console import Console
@@ -79,18 +81,26 @@ def choose_mode(flags: SessionFlags, mesh: Cluster, external: Cluster, console: 
     return Mode.pod, None, namespace or discover_istio_namespace(external, flags.revision, console)
 
 
-def advertisement_source(mesh: Cluster, namespace: str) -> str:
-    return f"ConfigMap {namespace}/{advertisement.CONFIGMAP_NAME} of context {mesh.context}"
-
-
 def read_advertisement(mesh: Cluster, namespace: str) -> Advertisement | None:
     """The operator's advertisement in the mesh cluster; None when there is none."""
-    from kubectl_istio_remote.kube.kinds import CONFIG_MAP
-
     try:
         configmap = mesh.read(CONFIG_MAP, namespace, advertisement.CONFIGMAP_NAME)
     except ApiError as error:
         if error.status == 404:
             return None
         raise
-    return advertisement.parse(configmap, advertisement_source(mesh, namespace))
+    return advertisement.parse(configmap, f"ConfigMap {namespace}/{advertisement.CONFIGMAP_NAME} of context {mesh.context}")
+
+
+def discover_istio_namespace(external: Cluster, revision: str, console: Console) -> str:
+    """Where istiod pods run in the external cluster; istio-system when that cannot be told."""
+    try:
+        listed = external.list_objects(POD, labels=istiod_selector(revision))
+    except ApiError:
+        return DEFAULT_NAMESPACE  # no cluster-wide list right: the user can say -i
+    namespaces = sorted({Meta.of(pod).namespace for pod in items(listed)})
+    if DEFAULT_NAMESPACE in namespaces or not namespaces:
+        return DEFAULT_NAMESPACE
+    if len(namespaces) > 1:
+        console.warning(f"istiod pods in several namespaces ({', '.join(namespaces)}): using {namespaces[0]}; choose with -i")
+    return namespaces[0]

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from kubectl_istio_remote import IMAGE
 from kubectl_istio_remote.istio import (
-    DEFAULT_NAMESPACE,
     ISTIOD_TIMEOUT_SECONDS,
     POD_TTL_SECONDS,
     SESSION_TIMEOUT_SECONDS,
@@ -120,21 +119,3 @@ def resolve_settings(flags: SessionFlags, console: Console) -> SessionSettings:
         pull_policy=flags.pull_policy,
         verbose=flags.verbose,
     )
-
-
-def discover_istio_namespace(external: Cluster, revision: str, console: Console) -> str:
-    """Where istiod pods run in the external cluster; istio-system when that cannot be told."""
-    from kubectl_istio_remote.kube.errors import ApiError
-    from kubectl_istio_remote.kube.kinds import POD
-    from kubectl_istio_remote.kube.records import Meta, items
-
-    try:
-        listed = external.list_objects(POD, labels=istiod_selector(revision))
-    except ApiError:
-        return DEFAULT_NAMESPACE  # no cluster-wide list right: the user can say -i
-    namespaces = sorted({Meta.of(pod).namespace for pod in items(listed)})
-    if DEFAULT_NAMESPACE in namespaces or not namespaces:
-        return DEFAULT_NAMESPACE
-    if len(namespaces) > 1:
-        console.warning(f"istiod pods in several namespaces ({', '.join(namespaces)}): using {namespaces[0]}; choose with -i")
-    return namespaces[0]

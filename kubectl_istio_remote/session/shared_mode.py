@@ -77,8 +77,9 @@ def connection_problem(shared: Advertisement, timeout: float) -> tuple[str, str]
         ):
             return "", ""
     except ssl.SSLCertVerificationError as error:
-        trusted = "the advertised CA" if shared.ca_pem else "the system's trust roots"
-        problem = f"presented a certificate that does not verify against {trusted} for {shared.verified_name!r}: {error.verify_message}"
+        problem = (
+            f"presented a certificate that does not verify against {shared.trusted} for {shared.verified_name!r}: {error.verify_message}"
+        )
         return problem, CERTIFICATE_FIX
     except ssl.SSLError as error:
         return f"failed the TLS handshake: {error.reason or error}", CERTIFICATE_FIX
@@ -99,8 +100,7 @@ def shared_checks(shared: Advertisement, token: Callable[[], str], istio_namespa
         return [*checks, (False, str(error))]
     finally:
         io.close()
-    trusted = "the advertised CA" if shared.ca_pem else "the system's roots"
-    checks.append((True, f"it answers healthy, its certificate verified for {shared.verified_name!r} against {trusted}"))
+    checks.append((True, f"it answers healthy, its certificate verified for {shared.verified_name!r} against {shared.trusted}"))
     try:
         syncz = native.fetch(connection_to(shared), token(), istio_namespace, None, timeout)
     except UserError as error:

@@ -15,7 +15,6 @@ host's open-file limit, host network unless told), never touching the machine's 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import resource
 import shutil
@@ -207,17 +206,6 @@ def build_image() -> float:
         podman("push", "--tls-verify=false", IMAGE, f"docker://{address}/{IMAGE.removeprefix('ghcr.io/')}")
     pushed.write_text(digest)
     return time.monotonic() - started
-
-
-def summary() -> dict[str, object]:
-    """Size and layers of the built image, for tests/sandbox/README.md."""
-    inspected = json.loads(podman("image", "inspect", IMAGE).stdout)[0]
-    return {
-        "image": IMAGE,
-        "bytes": inspected["Size"],
-        "layers": len(inspected["RootFS"]["Layers"]),
-        "user": inspected["Config"].get("User"),
-    }
 
 
 def registry_config(address: str) -> Path:
