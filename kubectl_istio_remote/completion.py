@@ -139,11 +139,11 @@ def complete_istio_namespace(ctx: click.Context, param: click.Parameter, incompl
 def _namespaces(ctx: click.Context, context: str | None, incomplete: str) -> list[CompletionItem]:
     """The cluster's namespaces, or none when it cannot be asked quickly: a Tab press must never print a traceback."""
     try:
-        from kubectl_istio_remote.kube.cluster import Cluster, api_client
+        from kubectl_istio_remote.kube.cluster import Cluster, transport_for
         from kubectl_istio_remote.kube.kinds import NAMESPACE
         from kubectl_istio_remote.kube.records import Meta, items
 
-        cluster = Cluster(context or "", ctx.params.get("kubeconfig"), api_client(ctx.params.get("kubeconfig"), context))
+        cluster = Cluster(context or "", ctx.params.get("kubeconfig"), transport_for(ctx.params.get("kubeconfig"), context))
         listed = cluster.list_objects(NAMESPACE, timeout=NAMESPACE_LIST_SECONDS)
     except Exception:  # noqa: BLE001 - see the docstring
         return []

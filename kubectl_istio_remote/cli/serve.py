@@ -79,10 +79,10 @@ def command(
     )
     cluster = None
     if discover:
-        from kubectl_istio_remote.kube.cluster import SERVE_USER_AGENT, Cluster, api_client
+        from kubectl_istio_remote.kube.cluster import SERVE_USER_AGENT, Cluster, transport_for
 
-        api = api_client(kubeconfig, context, in_cluster_first=True, user_agent=SERVE_USER_AGENT)
-        cluster = Cluster(context or "in-cluster", kubeconfig, api)
+        transport = transport_for(kubeconfig, context, in_cluster_first=True, user_agent=SERVE_USER_AGENT)
+        cluster = Cluster(context or "in-cluster", kubeconfig, transport)
     aggregator = assembly.assemble(settings, replicas, TcpDialer(), cluster)
     settle_start_up()  # serve runs for hours: collect what it allocates from now on
     asyncio.run(server.serve_until_signalled(aggregator, console))

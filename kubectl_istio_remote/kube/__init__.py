@@ -1,6 +1,8 @@
 """The plugin's adapter to Kubernetes: pinned contexts, one declaration per kind, generic verbs, errors a user can act on.
 
-Requests go through the official client's transport (kubeconfig, credential plugins, TLS,
-proxies, the websocket port-forward) without its generated API classes and models, whose
-import alone cost more than the rest of a command; answers are JSON read into small records.
+The kubeconfig is read as kubectl reads it (kubeconfig.py: merged files, TLS, proxy-url;
+credentials.py: tokens, token files, exec credential plugins), requests go over the standard
+library's HTTP with kept-alive connections (transport.py), port-forwards over websocket-client
+(portforward.py); answers are JSON read into small records. The official client, whose import
+alone cost more CPU than the rest of a command, is loaded only for the legacy auth providers.
 """

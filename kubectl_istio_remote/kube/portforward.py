@@ -1,11 +1,87 @@
-"""A Dialer whose byte streams are Kubernetes port-forwards: how a laptop reaches a pod."""
+"""A Dialer whose byte streams are Kubernetes port-forwards: how a laptop reaches a pod.
+
+The API server's port-forward is a websocket (subprotocol v4.channel.k8s.io) whose binary frames
+start with a channel byte: 0 carries the port's data, 1 its errors, and each channel's first frame
+is the port number. A thread joins the websocket to one end of a socket pair; the dialer hands the
+other end to asyncio as an ordinary stream, as the official client's PortForward does.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import select
+import socket
+import ssl
+import threading
+from typing import TYPE_CHECKING
 
-from kubectl_istio_remote.kube.cluster import Cluster
 from kubectl_istio_remote.relay import Target
+
+if TYPE_CHECKING:
+    from websocket import WebSocket
+
+    from kubectl_istio_remote.kube.cluster import Cluster
+
+log = logging.getLogger(__name__)
+SUBPROTOCOLS = ["v4.channel.k8s.io"]
+DATA, ERROR = 0, 1
+CHUNK = 256 * 1024
+
+
+class Tunnel:
+    """One port-forward stream: `socket` is ours to read and write; closing it ends the websocket."""
+
+    def __init__(self, websocket: WebSocket, port: int) -> None:
+        self.socket, inner = socket.socketpair()
+        self.error = ""
+        self._websocket = websocket
+        threading.Thread(target=self._pump, args=(inner,), name=f"port-forward {port}", daemon=True).start()
+
+    def _pump(self, local: socket.socket) -> None:
+        """Until both sides are done: frames to bytes one way, bytes to frames the other; what arrived is delivered first."""
+        from websocket import ABNF, WebSocketException
+
+        ws, seen = self._websocket, [False, False]
+        remote = ws.sock
+        assert remote is not None
+        to_local, to_remote, local_open, remote_open = b"", b"", True, True
+        try:
+            while (local_open and (remote_open or to_local)) or (remote_open and to_remote):
+                readers = ([local] if local_open else []) + ([remote] if remote_open else [])
+                writers = ([local] if local_open and to_local else []) + ([remote] if remote_open and to_remote else [])
+                readable, writable, _ = select.select(readers, writers, [])
+                if remote_open and remote in readable:
+                    while True:
+                        opcode, frame = ws.recv_data_frame(True)
+                        if opcode == ABNF.OPCODE_CLOSE:
+                            remote_open = False
+                            break
+                        if opcode == ABNF.OPCODE_BINARY and frame.data and frame.data[0] in (DATA, ERROR):
+                            channel, payload = frame.data[0], frame.data[1:]
+                            if not seen[channel]:
+                                seen[channel] = True  # the port number
+                            elif channel == DATA:
+                                to_local += payload
+                            else:
+                                self.error += payload.decode(errors="replace")
+                                log.debug("port-forward: %s", self.error)
+                        if not (isinstance(remote, ssl.SSLSocket) and remote.pending()):
+                            break
+                if local in readable:
+                    data = local.recv(CHUNK)
+                    if not data:
+                        local_open = False
+                    to_remote += ABNF.create_frame(bytes([DATA]) + data, ABNF.OPCODE_BINARY).format() if data else b""
+                if local in writable:
+                    to_local = to_local[local.send(to_local) :]
+                if remote_open and remote in writable:
+                    to_remote = to_remote[remote.send(to_remote) :]
+        except (WebSocketException, OSError) as error:
+            log.debug("port-forward ended: %s", error)
+        finally:
+            local.close()
+            ws.close(timeout=1)
 
 
 class PortForwardDialer:
@@ -15,6 +91,5 @@ class PortForwardDialer:
         self._cluster = cluster
 
     async def open(self, target: Target) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        forward = await asyncio.to_thread(self._cluster.port_forward, target.namespace, target.name, target.port)
-        # The client joins a socketpair to the websocket; its other end is an ordinary socket.
-        return await asyncio.open_connection(sock=forward.socket(target.port)._socket)
+        tunnel = await asyncio.to_thread(self._cluster.port_forward, target.namespace, target.name, target.port)
+        return await asyncio.open_connection(sock=tunnel.socket)

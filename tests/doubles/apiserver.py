@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from kubectl_istio_remote.kube.cluster import Cluster, api_client
+from kubectl_istio_remote.kube.cluster import Cluster, transport_for
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def apiserver(tmp_path: Path, context: str = "stand-in") -> Iterator[tuple[Clust
         )
     )
     try:
-        yield Cluster(context, str(kubeconfig), api_client(str(kubeconfig), context)), script
+        yield Cluster(context, str(kubeconfig), transport_for(str(kubeconfig), context)), script
     finally:
         server.shutdown()
         server.server_close()

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 from kubernetes import client, config
 
-from kubectl_istio_remote.kube.cluster import Cluster, api_client
+from kubectl_istio_remote.kube.cluster import Cluster, transport_for
 from tests.sandbox import build, procs
 from tests.sandbox.paths import STATE, log
 from tests.sandbox.pki import Authority
@@ -58,7 +58,7 @@ def api(context: str) -> client.ApiClient:
 
 def pinned(context: str) -> Cluster:
     """The plugin's own adapter pinned to a sandbox context: tests look at clusters through the kinds it declares."""
-    return Cluster(context, str(KUBECONFIG), api_client(str(KUBECONFIG), context))
+    return Cluster(context, str(KUBECONFIG), transport_for(str(KUBECONFIG), context))
 
 
 def _etcd() -> None:
