@@ -6,6 +6,7 @@ every request is recorded. The real kube-apiserver is what the sandbox runs.
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,28 +71,37 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def apiserver(tmp_path: Path, context: str = "stand-in") -> Iterator[tuple[Cluster, Script]]:
-    """A Cluster pinned to a scripted API server, and the script; the server is stopped afterwards."""
-    script = Script()
+def stand_in(script: Script, tls: ssl.SSLContext | None = None) -> Iterator[str]:
+    """A scripted API server on a free 127.0.0.1 port, over TLS when given a context; yields its URL."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(script))
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    kubeconfig = tmp_path / f"{context}.kubeconfig"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
-                "users": [{"name": "u", "user": {"token": "stand-in-token"}}],
-                "contexts": [{"name": context, "context": {"cluster": "c", "user": "u"}}],
-                "current-context": context,
-            }
-        )
-    )
     try:
-        yield Cluster(context, str(kubeconfig), transport_for(str(kubeconfig), context)), script
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@contextmanager
+def apiserver(tmp_path: Path, context: str = "stand-in") -> Iterator[tuple[Cluster, Script]]:
+    """A Cluster pinned to a scripted API server, and the script; the server is stopped afterwards."""
+    script = Script()
+    with stand_in(script) as url:
+        kubeconfig = tmp_path / f"{context}.kubeconfig"
+        kubeconfig.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "c", "cluster": {"server": url}}],
+                    "users": [{"name": "u", "user": {"token": "stand-in-token"}}],
+                    "contexts": [{"name": context, "context": {"cluster": "c", "user": "u"}}],
+                    "current-context": context,
+                }
+            )
+        )
+        yield Cluster(context, str(kubeconfig), transport_for(str(kubeconfig), context)), script
