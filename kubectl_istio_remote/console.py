@@ -16,7 +16,7 @@ from typing import TextIO
 
 PACKAGE_LOGGER = "kubectl_istio_remote"
 AGGREGATOR_LOGGER = f"{PACKAGE_LOGGER}.aggregator"
-NOISY_LOGGERS = ("urllib3", "kubernetes")
+NOISY_LOGGERS = ("websocket", "kubernetes")
 TOUCHED_LOGGERS = (PACKAGE_LOGGER, AGGREGATOR_LOGGER, *NOISY_LOGGERS)
 
 
@@ -72,7 +72,7 @@ class Console:
         package = logging.getLogger(PACKAGE_LOGGER)
         package.handlers[:] = [handler]
         package.setLevel(logging.INFO if self.verbose else logging.WARNING)
-        # The Kubernetes client's connection retries and credential-plugin lines are noise: the error that follows says it all.
+        # websocket-client's and the official client's (auth-providers) log lines are noise: the error that follows says it all.
         for noisy in NOISY_LOGGERS:
             logging.getLogger(noisy).setLevel(logging.DEBUG if self.verbose else logging.CRITICAL)
 
