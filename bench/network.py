@@ -160,14 +160,52 @@ def aggregator_start(sandbox: Sandbox) -> float:
     return statistics.median(samples[1:])
 
 
+def container_start(sandbox: Sandbox) -> tuple[float, float]:
+    """Our image as the session pod runs it (podman, the pod's securityContext): median seconds from `podman run` to
+    `listening on`, and from the container's start (State.StartedAt) to that line's log timestamp."""
+    from kubectl_istio_remote import IMAGE
+    from tests.sandbox import image
+
+    flags = ["--network=host", "--pull=never", "--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges", "--user=65532:65532"]
+    serve = ["serve", "--listen", "127.0.0.1:0", *(arg for istiod in sandbox.istiods for arg in ("--istiod-address", f"{istiod}:15012"))]
+    walls, starts = [], []
+    for round_index in range(ROUNDS + 1):
+        name = f"bench-container-start-{os.getpid()}-{round_index}"
+        began = time.perf_counter()
+        image.podman("run", "-d", "--name", name, *flags, IMAGE, *serve, timeout=60)
+        try:
+            for _ in range(400):  # 20 s at most
+                logged = image.podman("logs", "-t", name, check=False).stdout
+                if "listening on" in logged:
+                    break
+                time.sleep(0.05)
+            else:
+                raise SystemExit(f"the container never said `listening on`: {logged!r}")
+            wall = time.perf_counter() - began
+            started = int(image.podman("container", "inspect", "--format", "{{.State.StartedAt.UnixNano}}", name).stdout)
+            stamp = next(line.split()[0] for line in logged.splitlines() if "listening on" in line)
+            listening = datetime.datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00").timestamp()
+        finally:
+            image.podman("rm", "-f", "-t", "0", name, check=False)
+        if round_index:
+            walls.append(wall)
+            starts.append(listening - started / 1e9)
+    return statistics.median(walls), statistics.median(starts)
+
+
 def main() -> None:
     as_installed()
     with running_sandbox() as sandbox:
         results = measure(sandbox)
         start = aggregator_start(sandbox)
+        container_wall, container = container_start(sandbox)
     print(f"### `proxy-status` and `shell` over a slow network (median of {ROUNDS}, after one warm-up)\n")
     print(table(results))
     print(f"\nThe aggregator's own start (`serve --discover`, process start to `listening on`, next to the API server): {start:.2f} s")
+    print(
+        f"The aggregator pod's container (our image under podman, the pod's securityContext): container start to `listening on`"
+        f" {container:.2f} s; `podman run` to `listening on` {container_wall:.2f} s"
+    )
 
 
 if __name__ == "__main__":

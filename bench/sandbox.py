@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from kubectl_istio_remote.istio import ISTIOD_LABEL
-from kubectl_istio_remote.kube.cluster import Cluster, api_client
+from kubectl_istio_remote.kube.cluster import Cluster, transport_for
 from kubectl_istio_remote.kube.kinds import POD
 from kubectl_istio_remote.kube.records import Pod, items
 
@@ -44,7 +44,7 @@ def running_sandbox() -> Iterator[Sandbox]:
     subprocess.run([*SANDBOX, "up", *SHAPE], check=True)
     try:
         env = _exports()
-        external = Cluster("external", env["KUBECONFIG"], api_client(env["KUBECONFIG"], "external"))
+        external = Cluster("external", env["KUBECONFIG"], transport_for(env["KUBECONFIG"], "external"))
         pods = sorted((Pod.of(obj) for obj in items(external.list_objects(POD, labels=ISTIOD_LABEL))), key=lambda pod: pod.name)
         yield Sandbox(env, pods[0].meta.namespace, [pod.pod_ip for pod in pods])
     finally:
