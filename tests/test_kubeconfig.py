@@ -209,3 +209,16 @@ def test_the_proxy_environment_is_honoured_unless_no_proxy_names_the_server(
         Cluster("x", str(path), transport_for(str(path))).list_objects(POD, "ns")
     assert targets == ([] if no_proxy else [url.removeprefix("http://")])
     assert len(script.requests) == 1
+
+
+def test_a_legacy_oidc_auth_provider_sends_its_id_token_through_the_official_loader(tmp_path: Path) -> None:
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    id_token = f"{part({'alg': 'none'})}.{part({'iss': 'https://issuer.example', 'exp': 32503680000})}.signature"
+    provider = {"name": "oidc", "config": {"client-id": "kubectl", "id-token": id_token, "idp-issuer-url": "https://issuer.example"}}
+    script = pods_script()
+    with stand_in(script) as url:
+        path = write_kubeconfig(tmp_path / "config", {"c": {"server": url}}, {"u": {"auth-provider": provider}}, {"x": ("c", "u")}, "x")
+        Cluster("x", str(path), transport_for(str(path))).list_objects(POD, "ns")
+    assert script.credentials == [f"Bearer {id_token}"]

@@ -160,7 +160,7 @@ class AuthProvider:
             raise UserError(f"the auth-provider of context {context} failed: {error}", LOGIN_HINT) from None
 
     def authorization(self) -> str | None:
-        value = self._configuration.get_api_key_with_prefix("authorization")
+        value = self._configuration.get_api_key_with_prefix("BearerToken")
         return str(value) if value else None
 
 
