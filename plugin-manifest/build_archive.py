@@ -37,6 +37,8 @@ def freeze(work: Path) -> Path:
         [
             sys.executable, "-m", "PyInstaller", "--noconfirm", "--clean", "--log-level", "WARN",
             "--onedir", "--name", EXECUTABLE,
+            # The CLI imports the command a run names by its name (cli/__init__.py COMMANDS): not visible to the analysis.
+            "--collect-submodules", "kubectl_istio_remote.cli",
             "--distpath", str(work / "dist"), "--workpath", str(work / "build"), "--specpath", str(work),
             str(ROOT / "plugin-manifest" / "entry.py"),
         ],
