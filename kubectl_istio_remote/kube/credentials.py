@@ -147,14 +147,20 @@ class ExecPlugin:
 class AuthProvider:
     """A legacy `auth-provider` (oidc, gcp, azure), which only the official client's loader knows; it refreshes the token."""
 
-    def __init__(self, context: str, config: dict[str, Any], base: Path) -> None:
+    def __init__(self, context: str, user: dict[str, Any], base: Path, cluster: dict[str, Any]) -> None:
         from kubernetes import client
         from kubernetes import config as kube_config
 
+        document = {
+            "contexts": [{"name": context, "context": {"cluster": "c", "user": "u"}}],
+            "clusters": [{"name": "c", "cluster": cluster}],
+            "users": [{"name": "u", "user": user}],
+            "current-context": context,
+        }
         self._configuration = client.Configuration()
         try:
             kube_config.load_kube_config_from_dict(
-                config, context=context, client_configuration=self._configuration, persist_config=False, temp_file_path=str(base)
+                document, context=context, client_configuration=self._configuration, persist_config=False, temp_file_path=str(base)
             )
         except kube_config.ConfigException as error:
             raise UserError(f"the auth-provider of context {context} failed: {error}", LOGIN_HINT) from None
@@ -179,11 +185,5 @@ def credential_for(
         basic = base64.b64encode(f"{user['username']}:{user['password']}".encode()).decode()
         return Header(f"Basic {basic}"), None
     if user.get("auth-provider"):
-        document = {
-            "contexts": [{"name": context, "context": {"cluster": "c", "user": "u"}}],
-            "clusters": [{"name": "c", "cluster": cluster}],
-            "users": [{"name": "u", "user": user}],
-            "current-context": context,
-        }
-        return AuthProvider(context, document, base), None
+        return AuthProvider(context, user, base, cluster), None
     return Anonymous(), None

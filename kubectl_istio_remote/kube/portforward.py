@@ -34,7 +34,6 @@ class Tunnel:
 
     def __init__(self, websocket: WebSocket, port: int) -> None:
         self.socket, inner = socket.socketpair()
-        self.error = ""
         self._websocket = websocket
         threading.Thread(target=self._pump, args=(inner,), name=f"port-forward {port}", daemon=True).start()
 
@@ -64,8 +63,7 @@ class Tunnel:
                             elif channel == DATA:
                                 to_local += payload
                             else:
-                                self.error += payload.decode(errors="replace")
-                                log.debug("port-forward: %s", self.error)
+                                log.debug("port-forward: %s", payload.decode(errors="replace"))
                         if not (isinstance(remote, ssl.SSLSocket) and remote.pending()):
                             break
                 if local in readable:

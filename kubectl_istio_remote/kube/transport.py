@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 Timeout = float | tuple[float, float | None]
 #: Idle connections kept per API server: as many as the widest concurrent round (the pre-flight's reviews).
 IDLE_CONNECTIONS = 24
-#: A kept-alive connection the server has closed meanwhile fails like this; the request is sent again on a new one.
+#: A kept-alive connection the server has closed meanwhile fails like this; the request is sent once more on a new one.
 STALE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, http.client.BadStatusLine)
 
 
@@ -71,23 +71,28 @@ class Transport:
     ) -> tuple[int, str, bytes]:
         """Status, reason and body; OSError or http.client.HTTPException when no answer came."""
         target, sent = self._target(path, query), self.headers(headers)
-        for attempt in range(2):
-            connection, reused = self._take(timeout)
-            try:
-                connection.request(method, target, body=body, headers=sent)
-                response = connection.getresponse()
-                data = response.read()
-            except STALE:
-                connection.close()
-                if reused and not attempt:
-                    continue
+        connection, reused = self._take(timeout)
+        try:
+            return self._exchange(connection, method, target, sent, body)
+        except STALE:
+            if not reused:
                 raise
-            except BaseException:
-                connection.close()
-                raise
-            self._give(connection, response)
-            return response.status, response.reason, data
-        raise AssertionError("unreachable")
+        connection, _ = self._take(timeout, fresh=True)
+        return self._exchange(connection, method, target, sent, body)
+
+    def _exchange(
+        self, connection: http.client.HTTPConnection, method: str, target: str, headers: dict[str, str], body: bytes | None
+    ) -> tuple[int, str, bytes]:
+        """One request and its whole answer; the connection is kept for the next request, or closed."""
+        try:
+            connection.request(method, target, body=body, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+        except BaseException:
+            connection.close()
+            raise
+        self._give(connection, response)
+        return response.status, response.reason, data
 
     @contextlib.contextmanager
     def stream(
