@@ -241,7 +241,12 @@ def _follow(key: tuple[str, str], entry: Started, core: client.CoreV1Api) -> Sta
         log(f"pod runner: {key[0]}/{key[1]} exited with {code}")
     else:
         return entry
-    _report_container(core, core.read_namespaced_pod(key[1], key[0]), state)
+    try:
+        _report_container(core, core.read_namespaced_pod(key[1], key[0]), state)
+    except client.ApiException as error:
+        if error.status != 404:
+            raise
+        # Deleted since the last event: nothing to report; its DELETED event removes the container.
     return Started(entry.container, entry.deadline, entry.pull_error, settled=True)
 
 
