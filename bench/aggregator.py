@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.processes import listening, memory_kib, serve, stand_in_istiods
 from kubectl_istio_remote.aggregator.client import Connection, ask
-from kubectl_istio_remote.native import syncz_request
+from kubectl_istio_remote.aggregator.queries import syncz_request
 
 ROUNDS = 7
 RELAY = Path(__file__).with_name("passthrough_relay.py")

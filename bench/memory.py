@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from bench.processes import memory_kib, serve, stand_in_istiods
 from kubectl_istio_remote.aggregator.client import Connection, ask
-from kubectl_istio_remote.native import syncz_request
+from kubectl_istio_remote.aggregator.queries import syncz_request
 
 ROUNDS = 5
 HOLD_SECONDS = 2.0

@@ -14,6 +14,10 @@ DEFAULT_NAMESPACE = "istio-system"
 ISTIOD_PORT = 15012
 #: The control-plane ID the aggregator answers with: istioctl's ISTIOD column shows it.
 CONTROL_PLANE_ID = "<external>"
+#: istioctl asks for a token of this service account in the istio namespace; istiod lets it see every proxy.
+TOKEN_SERVICE_ACCOUNT = "default"
+#: The largest gRPC message the aggregator sends or receives (`serve --max-message-bytes`).
+MAX_MESSAGE_BYTES = 512 * 1024 * 1024
 
 #: Seconds to get a session ready, and to retry removal while the API server does not answer.
 SESSION_TIMEOUT_SECONDS = 120.0

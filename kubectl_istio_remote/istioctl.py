@@ -128,6 +128,6 @@ def cluster_flags(kubeconfig: str | None, context: str) -> list[str]:
 
 def find_soon(explicit: str | None) -> Callable[[], Istioctl | None]:
     """Start `find` (it runs istioctl once for its version) while the caller talks to the clusters; call the result to have it."""
-    from kubectl_istio_remote.kube.concurrent import in_background
+    from kubectl_istio_remote.concurrency import in_background
 
     return in_background(functools.partial(find, explicit))

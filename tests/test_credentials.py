@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from kubectl_istio_remote.kube.kinds import POD
+from kubectl_istio_remote.kube.portforward import open_tunnel
 from kubectl_istio_remote.status import ExitStatus
 from tests.cli_runner import run_cli
 from tests.doubles.apiserver import Answer, apiserver
@@ -62,7 +63,7 @@ def test_port_forwards_in_threads_leave_the_other_requests_alone(tmp_path: Path)
         def forward() -> None:
             for _ in range(5):
                 try:
-                    cluster.port_forward("istio-system", "istiod-0", 15012)
+                    open_tunnel(cluster, "istio-system", "istiod-0", 15012)
                 except Exception as error:  # the stand-in speaks no websocket: each attempt fails, as intended
                     assert "Missing required parameter" not in str(error)
 

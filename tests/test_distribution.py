@@ -24,7 +24,7 @@ import yaml
 
 from kubectl_istio_remote import __version__
 from kubectl_istio_remote.aggregator.client import Connection, ask
-from kubectl_istio_remote.workload import RUN_AS_USER
+from kubectl_istio_remote.deploy.workload import RUN_AS_USER
 from tests.doubles.istiod import FakeIstiod
 from tests.doubles.mesh import proxy_ids, syncz
 from tests.sandbox import build

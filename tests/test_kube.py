@@ -10,7 +10,7 @@ import pytest
 
 from kubectl_istio_remote.console import Console
 from kubectl_istio_remote.errors import UnavailableError
-from kubectl_istio_remote.kube.errors import ApiError, UnreachableError
+from kubectl_istio_remote.kube.api_errors import ApiError, UnreachableError
 from kubectl_istio_remote.kube.kinds import POD, ROLE, ROLE_BINDING, SERVICE_ACCOUNT
 from kubectl_istio_remote.kube.removal import ObjectRef, delete_objects
 from kubectl_istio_remote.status import ExitStatus

@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 
 from kubectl_istio_remote.aggregator.tls import self_signed_pair
+from kubectl_istio_remote.kube.api_errors import UnreachableError
 from kubectl_istio_remote.kube.cluster import Cluster, pin_clusters, transport_for
-from kubectl_istio_remote.kube.errors import UnreachableError
 from kubectl_istio_remote.kube.kinds import POD
+from kubectl_istio_remote.kube.overrides import ConnectionFlags
 from kubectl_istio_remote.status import ExitStatus
 from tests.cli_runner import run_cli
 from tests.doubles.apiserver import Answer, Script, stand_in
@@ -69,7 +70,7 @@ def test_kubeconfig_files_merge_as_kubectl_merges_them(tmp_path: Path, monkeypat
             "b",
         )
         monkeypatch.setenv("KUBECONFIG", f"{tmp_path / 'missing'}:{first}:{second}")
-        mesh, external = pin_clusters(None, None, "b")
+        mesh, external = pin_clusters(ConnectionFlags(), "b")
         mesh.list_objects(POD, "ns")
         external.list_objects(POD, "ns")
     assert (mesh.context, external.context) == ("a", "b")

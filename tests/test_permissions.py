@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from kubectl_istio_remote import permissions
 from kubectl_istio_remote.errors import ForbiddenError
 from kubectl_istio_remote.istioctl import Istioctl
 from kubectl_istio_remote.kube.kinds import SELF_SUBJECT_ACCESS_REVIEW
+from kubectl_istio_remote.session import permissions
 from kubectl_istio_remote.session.settings import Mode
 from tests.doubles.apiserver import Answer, apiserver
 

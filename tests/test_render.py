@@ -10,7 +10,7 @@ from envoy.service.discovery.v3.discovery_pb2 import DiscoveryResponse
 from envoy.service.status.v3 import csds_pb2
 from google.protobuf import any_pb2
 
-from kubectl_istio_remote import render
+from kubectl_istio_remote.native import render
 
 NOW = datetime.datetime(2026, 11, 24, 12, 0, 0, tzinfo=datetime.timezone.utc)
 CDS = "type.googleapis.com/envoy.config.cluster.v3.Cluster"

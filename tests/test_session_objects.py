@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from kubectl_istio_remote.workload import SessionPod, session_pod_objects, session_serve_args
+from kubectl_istio_remote.deploy.workload import SessionPod, session_pod_objects, session_serve_args
 
 
 def objects(ttl_seconds: int = 900, revision: str = "") -> dict[str, dict[str, Any]]:

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from kubectl_istio_remote import advertisement
-from kubectl_istio_remote.advertisement import Advertisement
 from kubectl_istio_remote.aggregator.server import Settings
 from kubectl_istio_remote.aggregator.tls import self_signed_pair
 from kubectl_istio_remote.console import Console
+from kubectl_istio_remote.deploy import advertisement
+from kubectl_istio_remote.deploy.advertisement import Advertisement
 from kubectl_istio_remote.errors import UserError
 from kubectl_istio_remote.session.choice import choose_mode
 from kubectl_istio_remote.session.loop import LoopThread

@@ -10,7 +10,7 @@ import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest, DiscoveryResponse
 
-from kubectl_istio_remote.aggregator.server import DISAGREE_METADATA_KEY, FAILED_METADATA_KEY, IDENTITY_METADATA_KEY, SOURCES_METADATA_KEY
+from kubectl_istio_remote.aggregator.trailers import DISAGREE_METADATA_KEY, FAILED_METADATA_KEY, IDENTITY_METADATA_KEY, SOURCES_METADATA_KEY
 from kubectl_istio_remote.relay import Relay, Target, TcpDialer, client_tls_context
 
 

@@ -13,8 +13,8 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Protocol
 
 from kubectl_istio_remote.errors import ForbiddenError, UnavailableError
+from kubectl_istio_remote.kube.api_errors import ApiError, UnreachableError
 from kubectl_istio_remote.kube.cluster import Cluster
-from kubectl_istio_remote.kube.errors import ApiError, UnreachableError
 from kubectl_istio_remote.kube.kinds import POD
 from kubectl_istio_remote.kube.records import Pod, items
 from kubectl_istio_remote.relay import Target

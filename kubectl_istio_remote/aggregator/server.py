@@ -21,21 +21,14 @@ from grpc_health.v1.health import aio as health_aio
 from kubectl_istio_remote.aggregator.debug_pages import Page
 from kubectl_istio_remote.aggregator.discovery import TargetSource
 from kubectl_istio_remote.aggregator.merge import DEBUG, Answer, in_merge_order, merge
+from kubectl_istio_remote.aggregator.trailers import DISAGREE_METADATA_KEY, FAILED_METADATA_KEY, IDENTITY_METADATA_KEY, SOURCES_METADATA_KEY
 from kubectl_istio_remote.aggregator.upstream import IstiodPool, UpstreamFailure
 from kubectl_istio_remote.console import Console
-from kubectl_istio_remote.istio import CONTROL_PLANE_ID, ISTIOD_TIMEOUT_SECONDS
+from kubectl_istio_remote.istio import CONTROL_PLANE_ID, ISTIOD_TIMEOUT_SECONDS, MAX_MESSAGE_BYTES
 from kubectl_istio_remote.relay import Dialer, client_tls_context
 
 log = logging.getLogger(__name__)
 
-FAILED_METADATA_KEY = "x-istio-remote-failed"
-#: "istiod=count" per replica, in merge order, for the last merged answer on the stream: lets our
-#: own client show which replica each proxy is connected to (istioctl sees one control plane).
-SOURCES_METADATA_KEY = "x-istio-remote-sources"
-#: "istiod=<its control-plane identifier JSON>" per answering replica: which build each one runs.
-IDENTITY_METADATA_KEY = "x-istio-remote-control-plane"
-#: The replicas answered a global debug page differently; the answer is keyed by replica.
-DISAGREE_METADATA_KEY = "x-istio-remote-disagree"
 FORWARDED_METADATA = frozenset({"authorization"})
 ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 #: istiod refusing the caller is the caller's problem to fix, so keep istiod's own code for it.
@@ -54,7 +47,7 @@ class Settings:
     istiod_timeout: float = ISTIOD_TIMEOUT_SECONDS
     require_all: bool = False
     control_plane_id: str = CONTROL_PLANE_ID
-    max_message_bytes: int = 512 * 1024 * 1024
+    max_message_bytes: int = MAX_MESSAGE_BYTES
     #: Pass on debug pages that change istiod (`adsz?push=true`, `cachez?clear=true`, `force_disconnect`):
     #: a user's own session may; a shared aggregator refuses unless its operator allows it.
     allow_debug_changes: bool = False

@@ -1,9 +1,13 @@
-"""Command registry and the one place that turns exceptions into exit codes.
+"""The CLI: the command registry, and the one place that turns exceptions into exit codes.
 
-Command modules stay thin and import their heavy dependencies (grpc, the Kubernetes adapter) inside
-the command function, so `--help` starts fast; a run that names its command imports and builds only
-that one (Click objects for all ten cost ~25 ms of CPU a run). `main` returns the exit status instead of exiting, so
-tests run the CLI in-process with a console of their own.
+One module per command (a `command` function, or a Typer group `app`), thin over the session, the
+aggregator and the renderer below; flags several commands take are declared once in `options` and
+attached by `options.takes`; `invocation` is what a run hands its command (console, words after
+`--`, the resolved session); `shell_completion` answers kubectl's and the shells' completion.
+Command modules import their heavy dependencies (grpc, the Kubernetes adapter) inside the command
+function, so `--help` starts fast; a run that names its command imports and builds only that one
+(Click objects for all ten cost ~25 ms of CPU a run). `main` returns the exit status instead of
+exiting, so tests run the CLI in-process with a console of their own.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import sys
 import click
 import typer
 
-from kubectl_istio_remote import completion as completion_protocol
+from kubectl_istio_remote.cli import options, shell_completion
 from kubectl_istio_remote.cli.invocation import Invocation, split_passthrough
 from kubectl_istio_remote.console import Console
 from kubectl_istio_remote.errors import UserError
@@ -36,8 +40,8 @@ COMMANDS = {
 }
 
 
-def build_app(only: str | None = None) -> typer.Typer:
-    """Every command, or only the one named `only` (a run that names its command needs no other)."""
+def build_cli(only: str | None = None) -> click.Group:
+    """Every command, or only the one named `only` (a run that names its command needs no other), with its flag groups."""
     app = typer.Typer(
         no_args_is_help=True,
         add_completion=False,
@@ -46,14 +50,20 @@ def build_app(only: str | None = None) -> typer.Typer:
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     app.callback()(_root)
+    functions = {}
     for name, module_name in COMMANDS.items():
         if only in (None, name):
             module = importlib.import_module(f"{__name__}.{module_name}")
             if hasattr(module, "command"):
                 app.command(name)(module.command)
+                functions[name] = module.command
             else:
                 app.add_typer(module.app, name=name)
-    return app
+    cli = typer.main.get_command(app)
+    assert isinstance(cli, click.Group)
+    for name, function in functions.items():
+        options.attach(cli.commands[name], function)
+    return cli
 
 
 def _root() -> None:
@@ -70,8 +80,8 @@ def main(argv: list[str] | None = None, console: Console | None = None, argv0: s
     """Run one command and return its exit status; every error a user can act on is one line on stderr."""
     console = console or Console()
     args = sys.argv[1:] if argv is None else argv
-    if completion_protocol.is_request(args):
-        return completion_protocol.respond(typer.main.get_command(build_app()), args, console.data)
+    if shell_completion.is_request(args):
+        return shell_completion.respond(build_cli(), args, console.data)
     ours, passthrough = split_passthrough(args)
     with console.attached():
         return _run(ours, passthrough, console, prog_name(argv0 or sys.argv[0]))
@@ -79,8 +89,8 @@ def main(argv: list[str] | None = None, console: Console | None = None, argv0: s
 
 def _run(args: list[str], passthrough: list[str], console: Console, prog: str) -> int:
     try:
-        app = build_app(args[0] if args and args[0] in COMMANDS else None)
-        result = app(args=args, prog_name=prog, standalone_mode=False, obj=Invocation(console, passthrough))
+        cli = build_cli(args[0] if args and args[0] in COMMANDS else None)
+        result = cli.main(args=args, prog_name=prog, standalone_mode=False, obj=Invocation(console, passthrough))
         return ExitStatus.SUCCESS if result is None else int(result)
     except click.exceptions.UsageError as error:
         error.show(file=console.stderr)

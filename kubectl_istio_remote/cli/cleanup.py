@@ -10,6 +10,7 @@ from kubectl_istio_remote.cli import invocation, options
 from kubectl_istio_remote.status import ExitStatus
 
 
+@options.takes(options.connection, options.target, options.verbose)
 def command(
     ctx: typer.Context,
     everything: Annotated[bool, typer.Option("--all", help="Remove every object of ours, of every user, expired or not.")] = False,
@@ -20,22 +21,16 @@ def command(
         ),
     ] = "",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed.")] = False,
-    kubeconfig: options.Kubeconfig = None,
-    context: options.Context = None,
-    external_context: options.ExternalContext = None,
-    istio_namespace: options.IstioNamespace = None,
-    revision: options.Revision = "",
-    verbose: options.Verbose = False,
 ) -> int:
     """Remove expired objects of your earlier sessions (pods, service accounts, roles, role bindings) in the istio namespace, or one session's with --session."""
-    from kubectl_istio_remote import cleanup
+    from kubectl_istio_remote.session import leftovers
 
     settings = invocation.session_settings(ctx)
-    console = invocation.console(ctx, verbose)
+    console = invocation.console(ctx)
     external, namespace = settings.external, settings.istio_namespace
-    chosen = cleanup.select(cleanup.find(external, namespace), external.username(), everything, session)
+    chosen = leftovers.select(leftovers.find(external, namespace), external.username(), everything, session)
     if dry_run:
         console.data("".join(f"{left.ref}\tsession={left.session}\tuser={left.user}\texpired={left.expired}\n" for left in chosen))
         return ExitStatus.SUCCESS
-    console.data("".join(f"deleted {removed}\n" for removed in cleanup.remove(external, namespace, chosen, console)))
+    console.data("".join(f"deleted {removed}\n" for removed in leftovers.remove(external, namespace, chosen, console)))
     return ExitStatus.SUCCESS

@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from kubectl_istio_remote import completion
 from kubectl_istio_remote.cli import invocation
+from kubectl_istio_remote.cli import shell_completion as completion
 
 app = typer.Typer(
     no_args_is_help=True,

@@ -5,30 +5,20 @@ from __future__ import annotations
 import typer
 
 from kubectl_istio_remote.cli import invocation, options
-from kubectl_istio_remote.session.settings import Mode
 from kubectl_istio_remote.status import ExitStatus
 
 
-def command(
-    ctx: typer.Context,
-    istioctl_path: options.IstioctlPath = None,
-    kubeconfig: options.Kubeconfig = None,
-    context: options.Context = None,
-    external_context: options.ExternalContext = None,
-    istio_namespace: options.IstioNamespace = None,
-    revision: options.Revision = "",
-    mode: options.ModeOption = Mode.auto,
-    aggregator: options.Aggregator = None,
-    aggregator_ca: options.AggregatorCa = None,
-    verbose: options.Verbose = False,
-) -> int:
+@options.takes(options.connection, options.target, options.mode, options.verbose)
+def command(ctx: typer.Context, istioctl_path: options.IstioctlPath = None) -> int:
     """Check RBAC rights in both clusters, that istiod pods are found, and which istioctl will run; in shared mode, that
     the advertised aggregator answers, with a valid certificate, for every istiod replica."""
-    from kubectl_istio_remote import istioctl, native, permissions
+    from kubectl_istio_remote import istioctl
     from kubectl_istio_remote.errors import UserError
     from kubectl_istio_remote.istio import SESSION_TIMEOUT_SECONDS
+    from kubectl_istio_remote.session import permissions
     from kubectl_istio_remote.session.istiods import find_istiods
     from kubectl_istio_remote.session.shared_mode import shared_checks
+    from kubectl_istio_remote.session.token import istioctl_token_soon
 
     settings = invocation.session_settings(ctx)
     checks: list[tuple[bool, str]] = []
@@ -43,7 +33,7 @@ def command(
     needs = permissions.needs(settings.mode, settings.mesh, settings.external, settings.istio_namespace, istioctl=found)
     checks += [(granted, f"may {need.description}") for need, granted in zip(needs, permissions.check(needs), strict=True)]
     if settings.shared is not None:
-        token = native.istioctl_token_soon(settings.mesh, settings.istio_namespace)
+        token = istioctl_token_soon(settings.mesh, settings.istio_namespace)
         checks += shared_checks(settings.shared, token, settings.istio_namespace, SESSION_TIMEOUT_SECONDS)
     else:
         try:
@@ -51,5 +41,5 @@ def command(
             checks.append((True, f"istiod pods found: {', '.join(pod.name for pod in pods)}"))
         except UserError as error:
             checks.append((False, error.one_line()))
-    invocation.console(ctx, verbose).data("".join(f"{'[ok]  ' if ok else '[FAIL]'} {text}\n" for ok, text in checks))
+    invocation.console(ctx).data("".join(f"{'[ok]  ' if ok else '[FAIL]'} {text}\n" for ok, text in checks))
     return ExitStatus.SUCCESS if all(ok for ok, _ in checks) else ExitStatus.ERROR

@@ -13,8 +13,8 @@ from kubectl_istio_remote.errors import UserError
 
 if TYPE_CHECKING:
     from kubectl_istio_remote.aggregator.client import Connection
-    from kubectl_istio_remote.native import Syncz
-    from kubectl_istio_remote.session.settings import SessionSettings
+    from kubectl_istio_remote.native.syncz import Syncz
+    from kubectl_istio_remote.session.settings import SessionFlags, SessionSettings
 
 T = TypeVar("T")
 
@@ -41,34 +41,40 @@ def current(ctx: click.Context) -> Invocation:
     return invocation
 
 
-def console(ctx: click.Context, verbose: bool = False) -> Console:
-    """The run's console, at the verbosity the command was given."""
+def console(ctx: click.Context) -> Console:
+    """The run's console, at the verbosity the command was given (-v, where it takes that flag)."""
     chosen = current(ctx).console
-    chosen.set_verbose(verbose)
+    chosen.set_verbose(bool(ctx.params.get("verbose")))
     return chosen
 
 
+def flags(ctx: click.Context) -> SessionFlags:
+    """The flag groups' values the command was given (options.takes), as the session reads them."""
+    from kubectl_istio_remote.session.settings import SessionFlags
+
+    return SessionFlags.from_params(ctx.params)
+
+
 def session_settings(ctx: click.Context, earlier_errors: Callable[[], object] = lambda: None) -> SessionSettings:
-    """The session flags among the command's parameters, resolved against the clusters (contexts pinned, namespace found).
+    """The flag groups' values resolved against the clusters (contexts pinned, mode and namespace settled).
 
     `earlier_errors` is work started before (looking for istioctl): if resolving fails, its own error is raised first.
     """
-    from kubectl_istio_remote.session.settings import SessionFlags, resolve_settings
+    from kubectl_istio_remote.session.choice import resolve_settings
 
-    flags = SessionFlags.from_params(ctx.params)
     try:
-        return resolve_settings(flags, console(ctx, flags.verbose))
+        return resolve_settings(flags(ctx), console(ctx))
     except UserError:
         earlier_errors()
         raise
 
 
-def native_syncz(ctx: click.Context, settings: SessionSettings, proxy: str | None, timeout: float) -> Syncz:
+def native_syncz(ctx: click.Context, settings: SessionSettings, proxy: str | None) -> Syncz:
     """Every proxy's sync status (or one proxy's) through a session: proxy-status and version's data."""
-    from kubectl_istio_remote import native
+    from kubectl_istio_remote.aggregator.queries import fetch
 
     return through_session(
-        ctx, settings, lambda connection, token: native.fetch(connection, token, settings.istio_namespace, proxy, timeout)
+        ctx, settings, lambda connection, token: fetch(connection, token, settings.istio_namespace, proxy, settings.timeout)
     )
 
 
@@ -77,15 +83,15 @@ def through_session(ctx: click.Context, settings: SessionSettings, ask: Callable
 
     Their answers name each failed replica themselves, so local mode's in-process aggregator does not say it again.
     """
-    from kubectl_istio_remote import native
     from kubectl_istio_remote.console import AGGREGATOR_LOGGER
     from kubectl_istio_remote.session.lifecycle import open_session
+    from kubectl_istio_remote.session.token import istioctl_token_soon
     from kubectl_istio_remote.signals import signals_interrupt
 
     chosen = current(ctx).console
     chosen.quiet_logger(AGGREGATOR_LOGGER)
     with signals_interrupt():
-        token = native.istioctl_token_soon(settings.mesh, settings.istio_namespace)
+        token = istioctl_token_soon(settings.mesh, settings.istio_namespace)
         with open_session(settings, chosen, istioctl=None) as connection:
             return ask(connection, token())
 

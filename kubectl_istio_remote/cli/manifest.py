@@ -6,15 +6,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from kubectl_istio_remote import IMAGE, __version__
+from kubectl_istio_remote import __version__
 from kubectl_istio_remote.cli import invocation, options
-from kubectl_istio_remote.completion import complete_istio_namespace
+from kubectl_istio_remote.cli.shell_completion import complete_istio_namespace
+from kubectl_istio_remote.deploy.install import NAME, Expose, Install, objects, to_yaml
 from kubectl_istio_remote.errors import UsageError
 from kubectl_istio_remote.istio import DEFAULT_NAMESPACE
-from kubectl_istio_remote.manifest import NAME, Expose, Install, objects, to_yaml
-from kubectl_istio_remote.session.settings import PullPolicy
 
 
+@options.takes(options.image)
 def command(
     ctx: typer.Context,
     namespace: Annotated[
@@ -56,13 +56,11 @@ def command(
         Optional[str], typer.Option(help="Issuer/NAME or ClusterIssuer/NAME: add a cert-manager Certificate that fills --tls-secret.")
     ] = None,
     revision: options.Revision = "",
-    image: options.Image = IMAGE,
-    pull_policy: options.PullPolicyOption = PullPolicy.IfNotPresent,
 ) -> None:
     """Print a Deployment, its ServiceAccount, Role, RoleBinding, Service, NetworkPolicy and PodDisruptionBudget as YAML;
     with --mesh, the ConfigMap, Role and RoleBinding that advertise the aggregator in the mesh cluster."""
     if mesh:
-        from kubectl_istio_remote import advertisement
+        from kubectl_istio_remote.deploy import advertisement
 
         advertised = advertisement.Advertisement(
             namespace, advertisement.checked_address(address), advertisement.read_ca(ca_file), host or "", __version__
@@ -73,10 +71,12 @@ def command(
         raise UsageError("--expose gateway routes on the TLS server name", "add --host, the name users will dial")
     if issuer is not None and issuer.partition("/")[0] not in ("Issuer", "ClusterIssuer"):
         raise UsageError(f"--issuer {issuer!r} is not Issuer/NAME or ClusterIssuer/NAME", "for example --issuer ClusterIssuer/letsencrypt")
+    given = invocation.flags(ctx)
     install = Install(
         namespace=namespace,
-        image=image,
-        pull_policy=pull_policy.value,
+        image=given.image,
+        pull_policy=given.pull_policy.value,
+        pull_secrets=given.image_pull_secret,
         expose=expose,
         host=host,
         gateway_selector=gateway_selector,

@@ -7,13 +7,19 @@ from typing import Annotated, Optional
 import typer
 
 from kubectl_istio_remote.cli import invocation, options
-from kubectl_istio_remote.completion import complete_istio_namespace
+from kubectl_istio_remote.cli.shell_completion import complete_istio_namespace
 from kubectl_istio_remote.errors import UsageError
-from kubectl_istio_remote.istio import CONTROL_PLANE_ID, DEFAULT_NAMESPACE, ISTIOD_LABEL, ISTIOD_PORT, ISTIOD_TIMEOUT_SECONDS
+from kubectl_istio_remote.istio import (
+    CONTROL_PLANE_ID,
+    DEFAULT_NAMESPACE,
+    ISTIOD_LABEL,
+    ISTIOD_PORT,
+    ISTIOD_TIMEOUT_SECONDS,
+    MAX_MESSAGE_BYTES,
+)
 
-MAX_MESSAGE_BYTES = 512 * 1024 * 1024
 
-
+@options.takes(options.connection, options.verbose)
 def command(
     ctx: typer.Context,
     listen: Annotated[str, typer.Option(help="HOST:PORT to serve on; port 0 picks a free one.")] = "127.0.0.1:0",
@@ -42,16 +48,13 @@ def command(
     allow_debug_changes: Annotated[
         bool, typer.Option(help="Pass on debug pages that change istiod (adsz?push=true, cachez?clear=true, force_disconnect).")
     ] = False,
-    kubeconfig: options.Kubeconfig = None,
-    context: options.Context = None,
-    verbose: options.Verbose = False,
 ) -> None:
     """Serve istioctl's debug XDS requests by asking every istiod replica at once and merging the answers."""
     if bool(istiod_address) == discover:
         raise UsageError("give either --istiod-address or --discover", "see `serve --help`")
     if (tls_cert is None) != (tls_key is None) or (plaintext and tls_cert):
         raise UsageError("--tls-cert and --tls-key go together, and not with --plaintext", "see `serve --help`")
-    console = invocation.console(ctx, verbose)
+    console = invocation.console(ctx)
 
     import asyncio
 
@@ -81,8 +84,15 @@ def command(
     if discover:
         from kubectl_istio_remote.kube.cluster import SERVE_USER_AGENT, Cluster, transport_for
 
-        transport = transport_for(kubeconfig, context, in_cluster_first=True, user_agent=SERVE_USER_AGENT)
-        cluster = Cluster(context or "in-cluster", kubeconfig, transport)
+        given = invocation.flags(ctx)
+        transport = transport_for(
+            given.connection.kubeconfig,
+            given.connection.context,
+            in_cluster_first=True,
+            user_agent=SERVE_USER_AGENT,
+            flags=given.connection,
+        )
+        cluster = Cluster(given.connection.context or "in-cluster", given.connection.kubeconfig, transport)
     aggregator = assembly.assemble(settings, replicas, TcpDialer(), cluster)
     settle_start_up()  # serve runs for hours: collect what it allocates from now on
     asyncio.run(server.serve_until_signalled(aggregator, console))

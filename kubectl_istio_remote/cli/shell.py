@@ -7,31 +7,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from kubectl_istio_remote import IMAGE
 from kubectl_istio_remote.cli import invocation, options
-from kubectl_istio_remote.istio import POD_TTL_SECONDS, SESSION_TIMEOUT_SECONDS
-from kubectl_istio_remote.session.settings import Mode, PullPolicy
 
 PROMPT_MARKER = "(istio-remote) "
 
 
+@options.takes(*options.SESSION)
 def command(
-    ctx: typer.Context,
-    shell: Annotated[Optional[str], typer.Option("--shell", help="Shell to start (default: $SHELL).")] = None,
-    kubeconfig: options.Kubeconfig = None,
-    context: options.Context = None,
-    external_context: options.ExternalContext = None,
-    istio_namespace: options.IstioNamespace = None,
-    revision: options.Revision = "",
-    mode: options.ModeOption = Mode.auto,
-    aggregator: options.Aggregator = None,
-    aggregator_ca: options.AggregatorCa = None,
-    timeout: options.Timeout = SESSION_TIMEOUT_SECONDS,
-    ttl: options.Ttl = POD_TTL_SECONDS,
-    image: options.Image = IMAGE,
-    image_pull_secret: options.ImagePullSecret = None,
-    pull_policy: options.PullPolicyOption = PullPolicy.IfNotPresent,
-    verbose: options.Verbose = False,
+    ctx: typer.Context, shell: Annotated[Optional[str], typer.Option("--shell", help="Shell to start (default: $SHELL).")] = None
 ) -> int:
     """Start $SHELL with ISTIOCTL_* set to the session; `-- CMD ARGS` runs one command instead. Ends with the session."""
     from kubectl_istio_remote import istioctl as istioctl_adapter
@@ -41,7 +24,7 @@ def command(
 
     lookup = istioctl_adapter.find_soon(None)
     settings = invocation.session_settings(ctx, earlier_errors=lookup)
-    console = invocation.console(ctx, verbose)
+    console = invocation.console(ctx)
     passthrough = invocation.current(ctx).passthrough
     argv = passthrough or [shell or os.environ.get("SHELL") or "/bin/sh"]
     # The shell is there to run istioctl: the rights the installed one needs are checked up front.

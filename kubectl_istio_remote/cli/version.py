@@ -3,48 +3,27 @@
 
 from __future__ import annotations
 
-import enum
 import platform
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
-from kubectl_istio_remote import IMAGE, __version__
+from kubectl_istio_remote import __version__
 from kubectl_istio_remote.cli import invocation, options
-from kubectl_istio_remote.istio import POD_TTL_SECONDS, SESSION_TIMEOUT_SECONDS
-from kubectl_istio_remote.session.settings import Mode, PullPolicy
 
 
-class Output(str, enum.Enum):
-    text = "text"
-    json = "json"
-    yaml = "yaml"
-
-
+@options.takes(*options.SESSION)
 def command(
     ctx: typer.Context,
-    output: Annotated[Output, typer.Option("--output", "-o", help="text, json or yaml.")] = Output.text,
+    output: Annotated[Literal["text", "json", "yaml"], typer.Option("--output", "-o", help="text, json or yaml.")] = "text",
     remote: Annotated[bool, typer.Option("--remote", help="Also ask every istiod replica (a session, as proxy-status opens).")] = False,
     istioctl_path: options.IstioctlPath = None,
-    kubeconfig: options.Kubeconfig = None,
-    context: options.Context = None,
-    external_context: options.ExternalContext = None,
-    istio_namespace: options.IstioNamespace = None,
-    revision: options.Revision = "",
-    mode: options.ModeOption = Mode.auto,
-    aggregator: options.Aggregator = None,
-    aggregator_ca: options.AggregatorCa = None,
-    timeout: options.Timeout = SESSION_TIMEOUT_SECONDS,
-    ttl: options.Ttl = POD_TTL_SECONDS,
-    image: options.Image = IMAGE,
-    image_pull_secret: options.ImagePullSecret = None,
-    pull_policy: options.PullPolicyOption = PullPolicy.IfNotPresent,
-    verbose: options.Verbose = False,
 ) -> int:
     """Print the plugin's version, the istioctl found and the image pod mode deploys; --remote adds every replica's and the proxies' versions."""
-    from kubectl_istio_remote import istioctl, versions
+    from kubectl_istio_remote import istioctl
+    from kubectl_istio_remote.native import builds
 
-    found = istioctl.find(istioctl_path)
+    found, image = istioctl.find(istioctl_path), invocation.flags(ctx).image
     report: dict[str, Any] = {
         "version": __version__,
         "istioctl": {"path": found.path, "version": found.version} if found else None,
@@ -60,13 +39,13 @@ def command(
     status = 0
     if remote:
         settings = invocation.session_settings(ctx)
-        syncz = invocation.native_syncz(ctx, settings, None, timeout)
-        rows, proxies = versions.replicas(syncz), versions.data_plane(syncz)
-        report.update(versions.document(rows, proxies, syncz.failed))
-        text += versions.text(rows, proxies)
+        syncz = invocation.native_syncz(ctx, settings, None)
+        rows, proxies = builds.replicas(syncz), builds.data_plane(syncz)
+        report.update(builds.document(rows, proxies, syncz.failed))
+        text += builds.text(rows, proxies)
         status = invocation.report_failed(ctx, settings, syncz.failed)
-    from kubectl_istio_remote import render
+    from kubectl_istio_remote.native import render
 
-    console = invocation.console(ctx, verbose)
-    console.data(text if output is Output.text else render.dump(report, output.value))
+    console = invocation.console(ctx)
+    console.data(text if output == "text" else render.dump(report, output))
     return status

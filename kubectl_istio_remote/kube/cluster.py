@@ -6,21 +6,20 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from http.client import HTTPException
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kubectl_istio_remote import __version__
 from kubectl_istio_remote.errors import UsageError, UserError
 from kubectl_istio_remote.istio import API_REQUEST_SECONDS
-from kubectl_istio_remote.kube.errors import Action, ApiError, UnreachableError, server_message
+from kubectl_istio_remote.kube.api_errors import Action, ApiError, UnreachableError, server_message
 from kubectl_istio_remote.kube.kinds import POD, SELF_SUBJECT_REVIEW, Kind
 from kubectl_istio_remote.kube.kubeconfig import in_cluster, load
+from kubectl_istio_remote.kube.overrides import NO_FLAGS, ConnectionFlags
 from kubectl_istio_remote.kube.transport import Timeout, Transport
-
-if TYPE_CHECKING:
-    from kubectl_istio_remote.kube.portforward import Tunnel
 
 #: An object as the API server sends it: its JSON, parsed.
 Object = dict[str, Any]
+#: Seconds to connect to an API server (a watch's or a port-forward's connection).
 CONNECT_SECONDS = 10.0
 #: How the API servers' logs tell our requests from others'; `serve` adds its own name.
 USER_AGENT = f"kubectl-istio-remote/{__version__}"
@@ -30,13 +29,18 @@ MERGE_PATCH = "application/strategic-merge-patch+json"
 
 
 def transport_for(
-    kubeconfig: str | None, context: str | None = None, *, in_cluster_first: bool = False, user_agent: str = USER_AGENT
+    kubeconfig: str | None,
+    context: str | None = None,
+    *,
+    in_cluster_first: bool = False,
+    user_agent: str = USER_AGENT,
+    flags: ConnectionFlags = NO_FLAGS,
 ) -> Transport:
     """Requests to one context of the kubeconfig (default: its current one); `in_cluster_first` suits the aggregator pod."""
     if in_cluster_first and (endpoint := in_cluster()) is not None:
         return Transport(endpoint, user_agent)
     config = load(kubeconfig)
-    return Transport(config.endpoint(context or config.current), user_agent)
+    return Transport(config.endpoint(context or config.current, flags), user_agent)
 
 
 @dataclass(frozen=True)
@@ -104,23 +108,6 @@ class Cluster:
         except (OSError, HTTPException) as error:
             raise UnreachableError(action, error) from None
 
-    def port_forward(self, namespace: str, pod: str, port: int) -> Tunnel:
-        """A websocket port-forward of its own: nothing shared with other requests or other port-forwards."""
-        from websocket import WebSocketBadStatusException, WebSocketException
-
-        from kubectl_istio_remote.kube.portforward import SUBPROTOCOLS, Tunnel
-
-        action = self.action("get", POD, namespace, pod, "portforward")
-        path = POD.path(namespace, pod, "portforward")
-        try:
-            websocket = self.transport.websocket(path, [("ports", str(port))], SUBPROTOCOLS, CONNECT_SECONDS)
-        except WebSocketBadStatusException as error:
-            body = error.resp_body if isinstance(error.resp_body, bytes) else None
-            raise ApiError(action, error.status_code, server_message(body, str(error.status_message or error))) from None
-        except (WebSocketException, OSError) as error:
-            raise UnreachableError(action, error) from None
-        return Tunnel(websocket, port)
-
     def username(self) -> str:
         """Who the API server says we are (SelfSubjectReview), else the kubeconfig's user entry."""
         try:
@@ -156,17 +143,22 @@ def _selectors(labels: str, fields: str) -> list[tuple[str, str]]:
     return [*([("labelSelector", labels)] if labels else []), *([("fieldSelector", fields)] if fields else [])]
 
 
-def pin_clusters(kubeconfig: str | None, context: str | None, external_context: str | None) -> tuple[Cluster, Cluster]:
-    """Resolve the mesh context (default: current) and the external one (default: the same) once, at start."""
+def pin_clusters(flags: ConnectionFlags, external_context: str | None) -> tuple[Cluster, Cluster]:
+    """Resolve the mesh context (default: current) and the external one (default: the same) once, at start.
+
+    kubectl's flags apply to the mesh context; to a control-plane context of its own only who we act as
+    (--as, --as-group, --as-uid) and --request-timeout: its server, user and certificates are its own.
+    """
+    kubeconfig = flags.kubeconfig
     config = load(kubeconfig)
-    mesh = context or config.current
+    mesh = flags.context or config.current
     if not mesh:
         raise UserError("no current context in the kubeconfig", "pass --context")
     external = external_context or mesh
     for flag, name in (("--context", mesh), ("--external-context", external)):
         if name not in config.contexts:
             raise UsageError(f"unknown context {name!r} ({flag})", f"choose one of: {', '.join(config.names)}")
-    mesh_cluster = Cluster(mesh, kubeconfig, Transport(config.endpoint(mesh), USER_AGENT))
+    mesh_cluster = Cluster(mesh, kubeconfig, Transport(config.endpoint(mesh, flags), USER_AGENT))
     if external == mesh:
         return mesh_cluster, mesh_cluster
-    return mesh_cluster, Cluster(external, kubeconfig, Transport(config.endpoint(external), USER_AGENT))
+    return mesh_cluster, Cluster(external, kubeconfig, Transport(config.endpoint(external, flags.for_another_context()), USER_AGENT))

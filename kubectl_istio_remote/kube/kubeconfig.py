@@ -19,6 +19,7 @@ from typing import Any
 
 from kubectl_istio_remote.errors import UsageError, UserError
 from kubectl_istio_remote.kube.credentials import Credential, TokenFile, credential_for
+from kubectl_istio_remote.kube.overrides import NO_FLAGS, ConnectionFlags
 
 Entry = dict[str, Any]
 DEFAULT_KUBECONFIG = "~/.kube/config"
@@ -35,6 +36,15 @@ class Endpoint:
     server_name: str | None
     proxy: str | None
     credential: Credential
+    #: Impersonate-User, -Group (repeated), -Uid and -Extra-* headers: who the requests act as (kubeconfig `as:`, --as).
+    impersonation: tuple[tuple[str, str], ...] = ()
+    #: --request-timeout in seconds; None: the plugin's own limit for each kind of request.
+    request_seconds: float | None = None
+
+    @property
+    def impersonated(self) -> str:
+        """The user the requests act as ("" without impersonation), for messages."""
+        return next((value for name, value in self.impersonation if name == "Impersonate-User"), "")
 
 
 @dataclass(frozen=True)
@@ -51,13 +61,14 @@ class Kubeconfig:
     def user_name(self, context: str) -> str:
         return str(self.contexts[context].get("user", ""))
 
-    def endpoint(self, context: str) -> Endpoint:
-        """The context's server, TLS and credentials; a credential plugin runs here, before any request."""
+    def endpoint(self, context: str, flags: ConnectionFlags = NO_FLAGS) -> Endpoint:
+        """The context's server, TLS and credentials, kubectl's flags applied; a credential plugin runs here, before any request."""
         entry = self.contexts.get(context)
         if entry is None:
             raise UsageError(f"unknown context {context!r}", f"choose one of: {', '.join(self.names)}")
-        cluster, cluster_dir = self.clusters.get(str(entry.get("cluster")), ({}, Path.cwd()))
-        user, user_dir = self.users.get(str(entry.get("user")), ({}, Path.cwd()))
+        cluster, cluster_dir = self.clusters.get(str(flags.cluster or entry.get("cluster")), ({}, Path.cwd()))
+        user, user_dir = self.users.get(str(flags.user or entry.get("user")), ({}, Path.cwd()))
+        cluster, user = flags.cluster_entry(cluster), flags.user_entry(user)
         server = str(cluster.get("server") or "")
         if not server:
             raise UserError(f"context {context} names no cluster with a server in the kubeconfig", LOAD_HINT)
@@ -67,7 +78,21 @@ class Kubeconfig:
             pair = plugin_pair or (_pem(user, "client-certificate", user_dir, context), _pem(user, "client-key", user_dir, context))
             authority = _pem(cluster, "certificate-authority", cluster_dir, context)
             tls = tls_context(authority, bool(cluster.get("insecure-skip-tls-verify")), pair)
-        return Endpoint(server, tls, cluster.get("tls-server-name"), cluster.get("proxy-url"), credential)
+        return Endpoint(
+            server, tls, cluster.get("tls-server-name"), cluster.get("proxy-url"), credential, impersonation(user), flags.request_seconds
+        )
+
+
+def impersonation(user: Entry) -> tuple[tuple[str, str], ...]:
+    """The Impersonate-* headers of a user entry (`as`, `as-groups`, `as-uid`, `as-user-extra`), as client-go sends them."""
+    if not user.get("as"):
+        return ()
+    headers = [("Impersonate-User", str(user["as"]))]
+    headers += [("Impersonate-Group", str(group)) for group in user.get("as-groups") or []]
+    headers += [("Impersonate-Uid", str(user["as-uid"]))] if user.get("as-uid") else []
+    for key, values in (user.get("as-user-extra") or {}).items():
+        headers += [(f"Impersonate-Extra-{key}", str(value)) for value in values or []]
+    return tuple(headers)
 
 
 def load(kubeconfig: str | None) -> Kubeconfig:

@@ -16,12 +16,13 @@ import ssl
 import threading
 from typing import TYPE_CHECKING
 
+from kubectl_istio_remote.kube.api_errors import ApiError, UnreachableError, server_message
+from kubectl_istio_remote.kube.cluster import CONNECT_SECONDS, Cluster
+from kubectl_istio_remote.kube.kinds import POD
 from kubectl_istio_remote.relay import Target
 
 if TYPE_CHECKING:
     from websocket import WebSocket
-
-    from kubectl_istio_remote.kube.cluster import Cluster
 
 log = logging.getLogger(__name__)
 SUBPROTOCOLS = ["v4.channel.k8s.io"]
@@ -82,6 +83,22 @@ class Tunnel:
             ws.close(timeout=1)
 
 
+def open_tunnel(cluster: Cluster, namespace: str, pod: str, port: int) -> Tunnel:
+    """A websocket port-forward of its own: nothing shared with other requests or other port-forwards."""
+    from websocket import WebSocketBadStatusException, WebSocketException
+
+    action = cluster.action("get", POD, namespace, pod, "portforward")
+    path = POD.path(namespace, pod, "portforward")
+    try:
+        websocket = cluster.transport.websocket(path, [("ports", str(port))], SUBPROTOCOLS, CONNECT_SECONDS)
+    except WebSocketBadStatusException as error:
+        body = error.resp_body if isinstance(error.resp_body, bytes) else None
+        raise ApiError(action, error.status_code, server_message(body, str(error.status_message or error))) from None
+    except (WebSocketException, OSError) as error:
+        raise UnreachableError(action, error) from None
+    return Tunnel(websocket, port)
+
+
 class PortForwardDialer:
     """Opens a port-forward stream to the target pod per connection (one stream per accepted connection)."""
 
@@ -89,5 +106,5 @@ class PortForwardDialer:
         self._cluster = cluster
 
     async def open(self, target: Target) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        tunnel = await asyncio.to_thread(self._cluster.port_forward, target.namespace, target.name, target.port)
+        tunnel = await asyncio.to_thread(open_tunnel, self._cluster, target.namespace, target.name, target.port)
         return await asyncio.open_connection(sock=tunnel.socket)

@@ -7,11 +7,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from kubectl_istio_remote.concurrency import outcomes_of
 from kubectl_istio_remote.console import Console
 from kubectl_istio_remote.errors import UnavailableError
+from kubectl_istio_remote.kube.api_errors import ApiError, UnreachableError
 from kubectl_istio_remote.kube.cluster import Cluster
-from kubectl_istio_remote.kube.concurrent import outcomes_of
-from kubectl_istio_remote.kube.errors import ApiError, UnreachableError
 from kubectl_istio_remote.kube.kinds import Kind
 
 #: Answers of an API server that is starting, stopping or overloaded: worth another try, unlike a refusal.

@@ -62,9 +62,11 @@ class Transport:
     def host(self) -> str:
         return self.endpoint.server
 
-    def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+    def headers(self, extra: dict[str, str] | None = None) -> list[tuple[str, str]]:
+        """Every header of a request, in order: Impersonate-Group may come several times, so pairs, not a dict."""
         authorization = self.endpoint.credential.authorization()
-        return {"User-Agent": self.user_agent, **({"Authorization": authorization} if authorization else {}), **(extra or {})}
+        sent = [("User-Agent", self.user_agent), *([("Authorization", authorization)] if authorization else [])]
+        return [*sent, *self.endpoint.impersonation, *(extra or {}).items()]
 
     def request(
         self, method: str, path: str, query: Sequence[tuple[str, str]], headers: dict[str, str], body: bytes | None, timeout: Timeout
@@ -81,11 +83,11 @@ class Transport:
         return self._exchange(connection, method, target, sent, body)
 
     def _exchange(
-        self, connection: http.client.HTTPConnection, method: str, target: str, headers: dict[str, str], body: bytes | None
+        self, connection: http.client.HTTPConnection, method: str, target: str, headers: list[tuple[str, str]], body: bytes | None
     ) -> tuple[int, str, bytes]:
         """One request and its whole answer; the connection is kept for the next request, or closed."""
         try:
-            connection.request(method, target, body=body, headers=headers)
+            _send(connection, method, target, headers, body)
             response = connection.getresponse()
             data = response.read()
         except BaseException:
@@ -101,7 +103,7 @@ class Transport:
         """A GET whose body is read as it comes (a watch); its connection is closed afterwards."""
         connection, _ = self._take(timeout, fresh=True)
         try:
-            connection.request("GET", self._target(path, query), headers=self.headers(headers))
+            _send(connection, "GET", self._target(path, query), self.headers(headers), None)
             yield connection.getresponse()
         finally:
             connection.close()
@@ -112,7 +114,7 @@ class Transport:
 
         sslopt = {"context": self.endpoint.tls, "server_hostname": self.endpoint.server_name or self._host} if self._secure else {}
         options: dict[str, object] = {"subprotocols": subprotocols, "timeout": timeout, "suppress_origin": True}
-        options["header"] = [f"{name}: {value}" for name, value in self.headers().items()]
+        options["header"] = [f"{name}: {value}" for name, value in self.headers()]
         if self._proxy:
             options.update(http_proxy_host=self._proxy[0], http_proxy_port=self._proxy[1], proxy_type="http")
         socket = websocket.WebSocket(sslopt=sslopt, skip_utf8_validation=True)
@@ -162,6 +164,14 @@ class Transport:
                 self._idle.append(connection)
                 return
         connection.close()
+
+
+def _send(connection: http.client.HTTPConnection, method: str, target: str, headers: list[tuple[str, str]], body: bytes | None) -> None:
+    """A request with every header line as given (http.client's `request` takes a dict, one line per name)."""
+    connection.putrequest(method, target, skip_accept_encoding=True)
+    for name, value in [*headers, *([("Content-Length", str(len(body)))] if body is not None else [])]:
+        connection.putheader(name, value)
+    connection.endheaders(body)
 
 
 def _proxy(configured: str | None, scheme: str, host: str) -> tuple[str, int] | None:

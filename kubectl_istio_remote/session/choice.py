@@ -1,4 +1,4 @@
-"""Which session mode a command runs in: `auto` takes the shared aggregator when the mesh cluster advertises one.
+"""What a session will do, settled once: the contexts pinned, and the mode, where `auto` takes the shared aggregator when the mesh cluster advertises one.
 
 The mesh user this serves has no rights in the control-plane cluster, so nothing here needs one
 in shared mode; in auto mode the advertisement is read while the istio namespace is looked for
@@ -11,25 +11,45 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from kubectl_istio_remote import advertisement
-from kubectl_istio_remote.advertisement import Advertisement
+from kubectl_istio_remote.concurrency import outcomes_of
+from kubectl_istio_remote.deploy import advertisement
+from kubectl_istio_remote.deploy.advertisement import Advertisement
 from kubectl_istio_remote.errors import UserError
 from kubectl_istio_remote.istio import DEFAULT_NAMESPACE, istiod_selector
-from kubectl_istio_remote.kube.concurrent import outcomes_of
-from kubectl_istio_remote.kube.errors import ApiError
+from kubectl_istio_remote.kube.api_errors import ApiError
+from kubectl_istio_remote.kube.cluster import Cluster, pin_clusters
 from kubectl_istio_remote.kube.kinds import CONFIG_MAP, POD
 from kubectl_istio_remote.kube.records import Meta, items
-from kubectl_istio_remote.session.settings import Mode, SessionFlags
+from kubectl_istio_remote.session.settings import Mode, SessionFlags, SessionSettings
 
 if TYPE_CHECKING:
     from kubectl_istio_remote.console import Console
-    from kubectl_istio_remote.kube.cluster import Cluster
 
 ADVERTISED_NAMESPACES = (DEFAULT_NAMESPACE, "external-istiod")
 NOT_ADVERTISED_HINT = (
     "ask the mesh operator to apply `kubectl istio-remote manifest --mesh`, pass --aggregator HOST:PORT, "
     "or use --mode pod with rights in the control-plane cluster"
 )
+
+
+def resolve_settings(flags: SessionFlags, console: Console) -> SessionSettings:
+    """Pin both contexts, settle the mode and the istio namespace once, before anything is created."""
+    mesh, external = pin_clusters(flags.connection, flags.external_context)
+    mode, shared, namespace = choose_mode(flags, mesh, external, console)
+    return SessionSettings(
+        mesh=mesh,
+        external=external,
+        istio_namespace=namespace,
+        revision=flags.revision,
+        mode=mode,
+        shared=shared,
+        timeout=flags.timeout,
+        ttl_seconds=flags.ttl,
+        image=flags.image,
+        image_pull_secrets=flags.image_pull_secret,
+        pull_policy=flags.pull_policy,
+        verbose=flags.verbose,
+    )
 
 
 def choose_mode(flags: SessionFlags, mesh: Cluster, external: Cluster, console: Console) -> tuple[Mode, Advertisement | None, str]:

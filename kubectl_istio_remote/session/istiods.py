@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kubectl_istio_remote.errors import UserError
+from kubectl_istio_remote.kube.api_errors import ApiError
 from kubectl_istio_remote.kube.cluster import Cluster
-from kubectl_istio_remote.kube.errors import ApiError
 from kubectl_istio_remote.kube.kinds import NAMESPACE, POD
 from kubectl_istio_remote.kube.records import Pod, items
 from kubectl_istio_remote.session.settings import SessionSettings

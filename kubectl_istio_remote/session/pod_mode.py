@@ -14,11 +14,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
+from kubectl_istio_remote.concurrency import outcomes_of
 from kubectl_istio_remote.console import Console
+from kubectl_istio_remote.deploy.workload import AGGREGATOR_PORT, SessionPod, session_pod_objects, session_serve_args
 from kubectl_istio_remote.errors import DeadlineError
+from kubectl_istio_remote.kube.api_errors import ApiError, UnreachableError
 from kubectl_istio_remote.kube.cluster import Object
-from kubectl_istio_remote.kube.concurrent import outcomes_of
-from kubectl_istio_remote.kube.errors import ApiError, UnreachableError
 from kubectl_istio_remote.kube.kinds import BY_NAME, POD, SESSION_KINDS
 from kubectl_istio_remote.kube.portforward import PortForwardDialer
 from kubectl_istio_remote.kube.records import Pod
@@ -28,7 +29,6 @@ from kubectl_istio_remote.session.health import wait_healthy
 from kubectl_istio_remote.session.loop import LoopThread
 from kubectl_istio_remote.session.readiness import pod_ready
 from kubectl_istio_remote.session.settings import SessionSettings
-from kubectl_istio_remote.workload import AGGREGATOR_PORT, SessionPod, session_pod_objects, session_serve_args
 
 if TYPE_CHECKING:
     from kubectl_istio_remote.aggregator.client import Connection

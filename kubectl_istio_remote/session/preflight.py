@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from kubectl_istio_remote import permissions
-from kubectl_istio_remote.cleanup import Leftover, find, leftover_warning
+from kubectl_istio_remote.concurrency import outcomes_of
 from kubectl_istio_remote.console import Console
-from kubectl_istio_remote.kube.concurrent import outcomes_of
+from kubectl_istio_remote.session import permissions
 from kubectl_istio_remote.session.istiods import Istiods, find_istiods
+from kubectl_istio_remote.session.leftovers import Leftover, find, leftover_warning
 from kubectl_istio_remote.session.settings import Mode, SessionSettings
 
 if TYPE_CHECKING:

@@ -16,10 +16,10 @@ from kubectl_istio_remote.istio import (
     SESSION_TIMEOUT_SECONDS,
     istiod_selector,
 )
+from kubectl_istio_remote.kube.overrides import ConnectionFlags
 
 if TYPE_CHECKING:
-    from kubectl_istio_remote.advertisement import Advertisement
-    from kubectl_istio_remote.console import Console
+    from kubectl_istio_remote.deploy.advertisement import Advertisement
     from kubectl_istio_remote.kube.cluster import Cluster
 
 
@@ -40,10 +40,8 @@ class PullPolicy(str, enum.Enum):
 
 @dataclass(frozen=True)
 class SessionFlags:
-    """The user's choices, as parsed; `from_params` takes them from a command's parsed parameters."""
+    """The user's choices, as parsed, each default stated here once; `from_params` takes them from a command's parsed parameters."""
 
-    kubeconfig: str | None = None
-    context: str | None = None
     external_context: str | None = None
     istio_namespace: str | None = None
     revision: str = ""
@@ -56,6 +54,8 @@ class SessionFlags:
     image_pull_secret: tuple[str, ...] = ()
     pull_policy: PullPolicy = PullPolicy.IfNotPresent
     verbose: bool = False
+    #: kubectl's connection flags (--kubeconfig, --context, --as, --server, --token, ...).
+    connection: ConnectionFlags = field(default_factory=ConnectionFlags)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> SessionFlags:
@@ -63,14 +63,14 @@ class SessionFlags:
 
         `params` are click's parsed values, before Typer's conversions: enums arrive as their values.
         """
-        chosen = {item.name: params[item.name] for item in fields(cls) if item.name in params}
+        chosen: dict[str, Any] = {item.name: params[item.name] for item in fields(cls) if item.name in params}
         if "mode" in chosen:
             chosen["mode"] = Mode(chosen["mode"])
         if "pull_policy" in chosen:
             chosen["pull_policy"] = PullPolicy(chosen["pull_policy"])
         if "image_pull_secret" in chosen:
             chosen["image_pull_secret"] = tuple(chosen["image_pull_secret"] or ())
-        return cls(**chosen)
+        return cls(**chosen, connection=ConnectionFlags.from_params(params))
 
 
 @dataclass(frozen=True)
@@ -96,26 +96,3 @@ class SessionSettings:
     @property
     def istiod_selector(self) -> str:
         return istiod_selector(self.revision)
-
-
-def resolve_settings(flags: SessionFlags, console: Console) -> SessionSettings:
-    """Pin both contexts, settle the mode and the istio namespace once, before anything is created."""
-    from kubectl_istio_remote.kube.cluster import pin_clusters
-    from kubectl_istio_remote.session.choice import choose_mode
-
-    mesh, external = pin_clusters(flags.kubeconfig, flags.context, flags.external_context)
-    mode, shared, namespace = choose_mode(flags, mesh, external, console)
-    return SessionSettings(
-        mesh=mesh,
-        external=external,
-        istio_namespace=namespace,
-        revision=flags.revision,
-        mode=mode,
-        shared=shared,
-        timeout=flags.timeout,
-        ttl_seconds=flags.ttl,
-        image=flags.image,
-        image_pull_secrets=flags.image_pull_secret,
-        pull_policy=flags.pull_policy,
-        verbose=flags.verbose,
-    )

@@ -11,7 +11,7 @@ import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from kubectl_istio_remote.advertisement import Advertisement
+from kubectl_istio_remote.deploy.advertisement import Advertisement
 from kubectl_istio_remote.errors import UnavailableError
 from kubectl_istio_remote.session.health import CHECK_SECONDS, left
 from kubectl_istio_remote.session.loop import LoopThread
@@ -89,7 +89,7 @@ def connection_problem(shared: Advertisement, timeout: float) -> tuple[str, str]
 
 def shared_checks(shared: Advertisement, token: Callable[[], str], istio_namespace: str, timeout: float) -> list[tuple[bool, str]]:
     """doctor's checklist for the shared path: reachable, healthy, its certificate valid, every replica answering."""
-    from kubectl_istio_remote import native
+    from kubectl_istio_remote.aggregator.queries import fetch
     from kubectl_istio_remote.errors import UserError
 
     checks = [(True, f"shared aggregator advertised: {shared.address} ({shared.source})")]
@@ -102,7 +102,7 @@ def shared_checks(shared: Advertisement, token: Callable[[], str], istio_namespa
         io.close()
     checks.append((True, f"it answers healthy, its certificate verified for {shared.verified_name!r} against {shared.trusted}"))
     try:
-        syncz = native.fetch(connection_to(shared), token(), istio_namespace, None, timeout)
+        syncz = fetch(connection_to(shared), token(), istio_namespace, None, timeout)
     except UserError as error:
         return [*checks, (False, f"it does not answer a proxy-status request: {error.one_line()}")]
     answering = ", ".join(name for name, _ in syncz.sources) or "none"

@@ -1,10 +1,13 @@
 """A stand-in kube-apiserver on 127.0.0.1 (plain HTTP) that answers from a script: for fast unit tests of our
-Kubernetes adapter. Each (method, path) gets the next of its scripted answers, the last one repeating;
-every request is recorded. The real kube-apiserver is what the sandbox runs.
+Kubernetes adapter. Each (method, path) gets the next of its scripted answers, the last one repeating; a
+scripted path may hold `*` for a name not known in advance (a session's pod), and a query (`?*labelSelector=*`) to
+answer one list apart from another; every request is recorded.
+The real kube-apiserver is what the sandbox runs.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import ssl
 import threading
@@ -39,11 +42,25 @@ class Script:
     def on(self, method: str, path: str, *answers: Answer) -> None:
         self.answers[(method, path)] = list(answers)
 
+    def sent(self, method: str, pattern: str = "*") -> list[str]:
+        """The paths (without query) of the requests of `method` matching `pattern`, in order."""
+        with self.lock:
+            paths = [path.split("?")[0] for verb, path, _ in self.requests if verb == method]
+        return [path for path in paths if fnmatch.fnmatchcase(path, pattern)]
+
     def next(self, method: str, path: str, body: Any, credential: str) -> Answer:
         with self.lock:
             self.requests.append((method, path, body))
             self.credentials.append(credential)
-            queue = self.answers.get((method, path.split("?")[0]))
+            bare = path.split("?")[0]
+            queue = next(
+                (
+                    queue
+                    for (verb, pattern), queue in sorted(self.answers.items(), key=lambda item: "?" not in item[0][1])
+                    if verb == method and fnmatch.fnmatchcase(path if "?" in pattern else bare, pattern)
+                ),
+                None,
+            )
             if not queue:
                 return Answer.refusal(404, f"no script for {method} {path}")
             return queue.pop(0) if len(queue) > 1 else queue[0]

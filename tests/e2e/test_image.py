@@ -14,10 +14,12 @@ from pathlib import Path
 import portpicker
 import yaml
 
-from kubectl_istio_remote import IMAGE, IMAGE_REPOSITORY, native
+from kubectl_istio_remote import IMAGE, IMAGE_REPOSITORY
 from kubectl_istio_remote.aggregator.client import Connection, check_health
+from kubectl_istio_remote.aggregator.queries import fetch
+from kubectl_istio_remote.deploy.workload import CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT
+from kubectl_istio_remote.session.token import istioctl_token
 from kubectl_istio_remote.status import ExitStatus
-from kubectl_istio_remote.workload import CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT
 from tests.e2e.conftest import Sandbox
 from tests.e2e.test_plugin import CLUSTERS, leftovers
 from tests.e2e.test_sandbox_proof import listed_proxies
@@ -108,8 +110,8 @@ def test_the_image_serves_every_proxy_from_in_cluster_credentials(sandbox: Sandb
                 time.sleep(0.5)
             connection = Connection(listen)
             assert asyncio.run(check_health(connection, timeout=10)), image.podman("logs", name).stderr
-            token = native.istioctl_token(pinned("remote"), sandbox.istio_namespace)
-            syncz = native.fetch(connection, token, sandbox.istio_namespace, None, 30)
+            token = istioctl_token(pinned("remote"), sandbox.istio_namespace)
+            syncz = fetch(connection, token, sandbox.istio_namespace, None, 30)
             assert sorted(status.name for status in syncz.statuses) == sorted(sandbox.proxies)
             assert syncz.failed == []
         finally:

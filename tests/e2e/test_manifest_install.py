@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from kubectl_istio_remote.aggregator.tls import self_signed_pair
-from kubectl_istio_remote.workload import AGGREGATOR_PORT
+from kubectl_istio_remote.deploy.workload import AGGREGATOR_PORT
 from tests.e2e.conftest import Sandbox
 from tests.sandbox.procs import port_open
 

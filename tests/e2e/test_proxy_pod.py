@@ -21,8 +21,8 @@ import pytest
 from kubernetes import client
 
 from kubectl_istio_remote.aggregator.client import Connection, check_health
+from kubectl_istio_remote.deploy.workload import identity_objects
 from kubectl_istio_remote.kube.labels import SELECTOR
-from kubectl_istio_remote.workload import identity_objects
 from tests.e2e.conftest import Sandbox
 from tests.e2e.test_plugin import leftovers
 from tests.e2e.test_teardown import shell_session, wait_ready

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kubectl_istio_remote.deploy.workload import AGGREGATOR_PORT
 from kubectl_istio_remote.status import ExitStatus
-from kubectl_istio_remote.workload import AGGREGATOR_PORT
 from tests.e2e.conftest import Sandbox
 from tests.e2e.test_faults import faults
 from tests.e2e.test_manifest_install import NAME, READY_SECONDS, kubectl, wait_serving

@@ -1,7 +1,7 @@
 """Work that does not depend on other work, done at once: on a 100 ms network each round trip saved is felt.
 
-urllib3's pool manager is thread-safe; each thread gets a kept-alive connection of the pool (a
-new one when all are busy), so N independent requests cost about one round trip, not N.
+The Kubernetes transport is thread-safe and each thread takes a kept-alive connection of its
+own (a new one when all are busy), so N independent requests cost about one round trip, not N.
 """
 
 from __future__ import annotations

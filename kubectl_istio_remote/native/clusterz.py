@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from kubectl_istio_remote.render import tabulate
+from kubectl_istio_remote.native.render import tabulate
 
 PAGE = "clusterz"
 

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from kubectl_istio_remote.concurrency import all_of
 from kubectl_istio_remote.errors import ForbiddenError
+from kubectl_istio_remote.istio import TOKEN_SERVICE_ACCOUNT
 from kubectl_istio_remote.kube.cluster import Cluster
-from kubectl_istio_remote.kube.concurrent import all_of
 from kubectl_istio_remote.kube.kinds import (
     MUTATING_WEBHOOK_CONFIGURATION,
     POD,
@@ -23,9 +24,6 @@ from kubectl_istio_remote.session.settings import Mode
 
 if TYPE_CHECKING:
     from kubectl_istio_remote.istioctl import Istioctl
-
-#: istioctl asks for a token of this service account in the istio namespace; istiod lets it see every proxy.
-TOKEN_SERVICE_ACCOUNT = "default"
 
 
 @dataclass(frozen=True)

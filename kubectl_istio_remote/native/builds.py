@@ -7,8 +7,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from kubectl_istio_remote.native import Syncz
-from kubectl_istio_remote.render import tabulate
+from kubectl_istio_remote.native.render import tabulate
+from kubectl_istio_remote.native.syncz import Syncz
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from kubectl_istio_remote.istio import ISTIOD_PORT
-from kubectl_istio_remote.workload import (
+from kubectl_istio_remote.deploy.workload import (
     AGGREGATOR_PORT,
     NOT_MESHED,
     POD_SECURITY_CONTEXT,
@@ -21,6 +20,7 @@ from kubectl_istio_remote.workload import (
     aggregator_container,
     identity_objects,
 )
+from kubectl_istio_remote.istio import ISTIOD_PORT
 
 NAME = "istio-remote-proxy"
 TLS_MOUNT = "/etc/istio-remote/tls"
@@ -40,6 +40,8 @@ class Install:
     namespace: str
     image: str
     pull_policy: str = "IfNotPresent"
+    #: Secrets the kubelet pulls the image with (a mirror's registry).
+    pull_secrets: tuple[str, ...] = ()
     expose: Expose = Expose.none
     #: The hostname istioctl dials through the gateway (SNI); required with Expose.gateway.
     host: str | None = None
@@ -154,6 +156,7 @@ def _deployment(install: Install) -> dict[str, Any]:
                 "spec": {
                     "serviceAccountName": NAME,
                     "enableServiceLinks": False,
+                    **({"imagePullSecrets": [{"name": secret} for secret in install.pull_secrets]} if install.pull_secrets else {}),
                     # The Secret's files are group-readable only (0440): fsGroup lets the non-root user read them.
                     "securityContext": {**POD_SECURITY_CONTEXT, "fsGroup": RUN_AS_USER},
                     "containers": [container],

@@ -7,9 +7,9 @@ import functools
 import time
 from dataclasses import dataclass
 
+from kubectl_istio_remote.concurrency import all_of
 from kubectl_istio_remote.console import Console
 from kubectl_istio_remote.kube.cluster import Cluster
-from kubectl_istio_remote.kube.concurrent import all_of
 from kubectl_istio_remote.kube.kinds import POD, SESSION_KINDS
 from kubectl_istio_remote.kube.labels import EXPIRES_ANNOTATION, EXPIRES_FORMAT, SELECTOR, SESSION_LABEL, USER_LABEL, label_value
 from kubectl_istio_remote.kube.records import Meta, Pod, items

@@ -1,0 +1,54 @@
+"""istioctl's requests, sent by us through an aggregator: what the native commands ask when istioctl does not run."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import grpc
+from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
+
+from kubectl_istio_remote.aggregator.client import Connection, Replies, ask
+from kubectl_istio_remote.errors import UnavailableError
+from kubectl_istio_remote.istio import CONTROL_PLANE_ID, TOKEN_SERVICE_ACCOUNT
+from kubectl_istio_remote.native.render import proxy_statuses
+from kubectl_istio_remote.native.syncz import Syncz
+
+SYNCZ = "istio.io/debug/syncz"
+DEBUG_TYPE = "istio.io/debug"
+
+
+def syncz_request(istio_namespace: str, proxy: str | None) -> DiscoveryRequest:
+    """The request istioctl sends, with the node istiod matches against the token's namespace and account."""
+    request = DiscoveryRequest(type_url=SYNCZ, resource_names=[proxy] if proxy else [])
+    request.node.id = f"sidecar~127.0.0.1~kubectl-istio-remote.{istio_namespace}~{istio_namespace}.svc.cluster.local"
+    request.node.metadata.update(
+        {
+            "GENERATOR": "event",
+            "SERVICE_ACCOUNT": TOKEN_SERVICE_ACCOUNT,
+            "NAMESPACE": istio_namespace,
+            "ISTIO_VERSION": "65536.65536.65536",
+        }
+    )
+    return request
+
+
+def debug_request(istio_namespace: str, page: str) -> DiscoveryRequest:
+    """`istioctl x internal-debug PAGE`'s request."""
+    request = syncz_request(istio_namespace, None)
+    request.type_url, request.resource_names[:] = DEBUG_TYPE, [page]
+    return request
+
+
+def ask_once(connection: Connection, token: str, request: DiscoveryRequest, timeout: float) -> Replies:
+    """One request through the aggregator, as istioctl sends it; an aggregator-level refusal is one line."""
+    try:
+        return asyncio.run(ask(dataclasses.replace(connection, token=token), [request], timeout))
+    except grpc.aio.AioRpcError as error:
+        raise UnavailableError(f"istiod answered {error.code().name}: {error.details()}") from None
+
+
+def fetch(connection: Connection, token: str, istio_namespace: str, proxy: str | None, timeout: float) -> Syncz:
+    replies = ask_once(connection, token, syncz_request(istio_namespace, proxy), timeout)
+    statuses = proxy_statuses(replies.responses[0], replies.sources, fallback_istiod=CONTROL_PLANE_ID)
+    return Syncz(statuses, replies.failed, replies.identities, replies.sources)
