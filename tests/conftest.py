@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kubectl_istio_remote.aggregator.server import Settings
+from kubectl_istio_remote.aggregator.serving import Settings
 from tests.doubles.istiod import FakeIstiod
 from tests.doubles.mesh import Mesh, free_dead_address
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -241,12 +242,14 @@ async def test_a_request_over_the_limit_is_refused_while_others_are_served(mesh_
 async def test_clients_vanishing_mid_request_close_every_upstream_stream(mesh_factory, caplog: pytest.LogCaptureFixture) -> None:
     vanishing = 20
     gate = asyncio.Event()  # replicas hold their answers: every fan-out stays in flight
-    mesh = await mesh_factory(replicas(3, gate=gate))
+    # Unbounded, and callers of tokens of their own (identical calls would share one fan-out): one stream each.
+    mesh = await mesh_factory(replicas(3, gate=gate), istiod_max_in_flight=None)
     async with contextlib.AsyncExitStack() as channels:
         calls = []
-        for _ in range(vanishing):
+        for n in range(vanishing):
             channel = await channels.enter_async_context(mesh.connection.channel())
-            call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources(metadata=METADATA)
+            own = (("authorization", f"Bearer {TOKEN}-{n}"),)
+            call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources(metadata=own)
             await call.write(syncz())
             calls.append((channel, call))
         await until(lambda: all(i.open_streams == vanishing for i in mesh.istiods), "every request fanned out")
@@ -327,17 +330,18 @@ async def concurrent_streams(streams: int, proxies_each: int, rounds: int, log: 
     for istiod in istiods:
         await istiod.start()
     try:
-        async with serve_process(istiods, log) as (process, address):
+        # Every stream in flight at once: no bound per replica, and a token per caller (identical calls would share).
+        async with serve_process(istiods, log, "--istiod-max-in-flight", "0") as (process, address):
             connection = Connection(address, tls=False, token=TOKEN)
             expected = every_proxy(istiods)
 
-            async def complete() -> bool:
-                replies = await ask(connection, [syncz()], timeout=4 * CALL_TIMEOUT)
+            async def complete(caller: int) -> bool:
+                replies = await ask(dataclasses.replace(connection, token=f"{TOKEN}-{caller}"), [syncz()], timeout=4 * CALL_TIMEOUT)
                 return sorted(proxy_ids(replies)) == expected and not replies.failed
 
             async def round_of(count: int) -> int:
                 gate.clear()
-                asks = [asyncio.create_task(complete()) for _ in range(count)]
+                asks = [asyncio.create_task(complete(caller)) for caller in range(count)]
                 in_flight = f"{count} fan-outs in flight"
                 await until(lambda: all(i.open_streams == count for i in istiods), in_flight, 4 * CALL_TIMEOUT)
                 gate.set()

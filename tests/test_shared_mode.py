@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kubectl_istio_remote.aggregator.server import Settings
+from kubectl_istio_remote.aggregator.serving import Settings
 from kubectl_istio_remote.aggregator.tls import self_signed_pair
 from kubectl_istio_remote.console import Console
 from kubectl_istio_remote.deploy import advertisement

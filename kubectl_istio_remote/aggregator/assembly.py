@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kubectl_istio_remote.aggregator.discovery import PodDiscovery, StaticTargets, TargetSource
-from kubectl_istio_remote.aggregator.server import Aggregator, Settings
+from kubectl_istio_remote.aggregator.server import Aggregator
+from kubectl_istio_remote.aggregator.serving import Settings
 from kubectl_istio_remote.errors import UsageError
 from kubectl_istio_remote.istio import DEFAULT_NAMESPACE, ISTIOD_LABEL, ISTIOD_PORT, istiod_authority, istiod_selector
 from kubectl_istio_remote.relay import Dialer, Target

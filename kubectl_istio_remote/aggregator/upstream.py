@@ -17,6 +17,7 @@ import grpc
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest, DiscoveryResponse
 from google.protobuf.message import DecodeError
 
+from kubectl_istio_remote.aggregator.load import ReplicaQueue
 from kubectl_istio_remote.aggregator.merge import Answer
 from kubectl_istio_remote.relay import Dialer, Relay, Target
 
@@ -46,8 +47,11 @@ class IstiodLink:
         dialer: Dialer,
         tls: ssl.SSLContext | None,
         channel_options: Sequence[tuple[str, int | str]],
+        max_in_flight: int | None = None,
     ) -> None:
         self.target = target
+        #: Our requests waiting for and at this replica: at most `max_in_flight` at it.
+        self.queue = ReplicaQueue(max_in_flight)
         self._channel_options = list(channel_options)
         self._relay = Relay(target, dialer, tls)
         self._channel: grpc.aio.Channel | None = None
@@ -116,9 +120,15 @@ class IstiodPool:
     """The current set of replicas; discovery replaces it, requests read a snapshot of it."""
 
     def __init__(
-        self, dialer: Dialer, tls: ssl.SSLContext | None, channel_options: Sequence[tuple[str, int | str]], connect_ahead: bool = False
+        self,
+        dialer: Dialer,
+        tls: ssl.SSLContext | None,
+        channel_options: Sequence[tuple[str, int | str]],
+        connect_ahead: bool = False,
+        max_in_flight: int | None = None,
     ) -> None:
         self._connect_ahead = connect_ahead
+        self._max_in_flight = max_in_flight
         self._dialer = dialer
         self._tls = tls
         self._channel_options = channel_options
@@ -136,7 +146,7 @@ class IstiodPool:
                 log.info("istiod %s (%s) left", target.name, target.address)
                 await self._links.pop(target).close()
             for target in sorted(wanted - set(self._links), key=lambda t: t.name):
-                link = IstiodLink(target, self._dialer, self._tls, self._channel_options)
+                link = IstiodLink(target, self._dialer, self._tls, self._channel_options, self._max_in_flight)
                 await link.start(self._connect_ahead)
                 self._links[target] = link
                 log.info("istiod %s at %s", target.name, target.address)

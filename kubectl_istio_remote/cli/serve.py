@@ -6,8 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from kubectl_istio_remote.aggregator.serving import ISTIOD_MAX_IN_FLIGHT, MAX_QUEUE_SECONDS
 from kubectl_istio_remote.cli import invocation, options
 from kubectl_istio_remote.cli.shell_completion import complete_istio_namespace
+from kubectl_istio_remote.console import Console
 from kubectl_istio_remote.errors import UsageError
 from kubectl_istio_remote.istio import (
     CONTROL_PLANE_ID,
@@ -24,7 +26,9 @@ def command(
     ctx: typer.Context,
     listen: Annotated[str, typer.Option(help="HOST:PORT to serve on; port 0 picks a free one.")] = "127.0.0.1:0",
     plaintext: Annotated[bool, typer.Option(help="Serve without TLS (istioctl --plaintext).")] = False,
-    tls_cert: Annotated[Optional[str], typer.Option(help="Serving certificate (PEM); default: one made in memory.")] = None,
+    tls_cert: Annotated[
+        Optional[str], typer.Option(help="Serving certificate (PEM), served anew when the file changes; default: one made in memory.")
+    ] = None,
     tls_key: Annotated[Optional[str], typer.Option(help="Key of --tls-cert (PEM).")] = None,
     istiod_address: Annotated[Optional[list[str]], typer.Option(help="HOST:PORT of an istiod that is not a pod; repeatable.")] = None,
     discover: Annotated[bool, typer.Option(help="Find istiods as running pods and follow them with a watch.")] = False,
@@ -48,6 +52,22 @@ def command(
     allow_debug_changes: Annotated[
         bool, typer.Option(help="Pass on debug pages that change istiod (adsz?push=true, cachez?clear=true, force_disconnect).")
     ] = False,
+    istiod_max_in_flight: Annotated[
+        int, typer.Option(help="Our requests at one istiod replica at a time; more wait in line (0: no bound).", min=0)
+    ] = ISTIOD_MAX_IN_FLIGHT,
+    max_queue_seconds: Annotated[
+        float, typer.Option(help="The longest a call waits in a replica's line (sooner when its caller's deadline is).")
+    ] = MAX_QUEUE_SECONDS,
+    max_memory: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Memory the answers in flight may take (384Mi, 1Gi); past it new calls are refused as busy "
+            "(default: the container's memory limit, less what serve uses at start)."
+        ),
+    ] = None,
+    metrics_listen: Annotated[
+        Optional[str], typer.Option(help="HOST:PORT to serve Prometheus metrics on, at /metrics (port 0 picks one).")
+    ] = None,
 ) -> None:
     """Serve istioctl's debug XDS requests by asking every istiod replica at once and merging the answers."""
     if bool(istiod_address) == discover:
@@ -55,23 +75,28 @@ def command(
     if (tls_cert is None) != (tls_key is None) or (plaintext and tls_cert):
         raise UsageError("--tls-cert and --tls-key go together, and not with --plaintext", "see `serve --help`")
     console = invocation.console(ctx)
+    memory = given_size(max_memory)
 
     import asyncio
 
-    from kubectl_istio_remote.aggregator import assembly, server
+    from kubectl_istio_remote.aggregator import assembly, server, serving
+    from kubectl_istio_remote.aggregator.tls import CertificateProblem, read_pair
     from kubectl_istio_remote.relay import TcpDialer
     from kubectl_istio_remote.startup import settle_start_up
 
     replicas = assembly.Replicas(namespace or DEFAULT_NAMESPACE, revision, istiod_label, istiod_port, tuple(istiod_address or ()))
-    if plaintext:
-        serving_pair = None
-    elif tls_cert and tls_key:
-        serving_pair = (_read(tls_key), _read(tls_cert))
-    else:
-        serving_pair = assembly.self_signed_serving_pair(replicas)
-    settings = server.Settings(
+    for address in replicas.addresses:
+        assembly.static_target(address, replicas.authority)  # a mistyped one is a usage error before anything starts
+    files = (tls_cert, tls_key) if tls_cert and tls_key else None
+    if files:
+        try:
+            read_pair(*files)
+        except CertificateProblem as problem:
+            raise UsageError(str(problem), "check --tls-cert and --tls-key") from None
+    settings = serving.Settings(
         listen=listen,
-        serving_pair=serving_pair,
+        serving_pair=None if plaintext or files else assembly.self_signed_serving_pair(replicas),
+        serving_files=files,
         istiod_ca_file=istiod_ca,
         istiod_plaintext=istiod_plaintext,
         istiod_timeout=istiod_timeout,
@@ -79,6 +104,10 @@ def command(
         control_plane_id=control_plane_id,
         max_message_bytes=max_message_bytes,
         allow_debug_changes=allow_debug_changes,
+        istiod_max_in_flight=istiod_max_in_flight or None,
+        max_queue_seconds=max_queue_seconds,
+        max_memory=memory if max_memory else container_budget(console),
+        metrics_listen=metrics_listen,
     )
     cluster = None
     if discover:
@@ -98,9 +127,22 @@ def command(
     asyncio.run(server.serve_until_signalled(aggregator, console))
 
 
-def _read(path: str) -> bytes:
+def given_size(given: str | None) -> int | None:
+    """--max-memory in bytes."""
+    from kubectl_istio_remote.aggregator.load import parse_size
+
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError as error:
-        raise UsageError(f"cannot read {path}: {error.strerror}", "check --tls-cert and --tls-key") from None
+        return None if given is None else parse_size(given)
+    except ValueError as error:
+        raise UsageError(f"--max-memory {error}", "for example --max-memory 384Mi") from None
+
+
+def container_budget(console: Console) -> int | None:
+    """Without --max-memory: the container's memory limit less what serve holds now; None (said) outside a limit."""
+    from kubectl_istio_remote.aggregator.load import container_limit, resident_bytes
+
+    limit = container_limit()
+    if limit is None:
+        console.warning("no --max-memory and no container memory limit: the memory of answers in flight is not bounded")
+        return None
+    return max(limit - resident_bytes(), limit // 4)

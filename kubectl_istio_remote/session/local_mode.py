@@ -27,7 +27,7 @@ class LocalMode:
     def open(self, deadline: float) -> Connection:
         from kubectl_istio_remote.aggregator.assembly import Replicas, assemble, self_signed_serving_pair
         from kubectl_istio_remote.aggregator.client import Connection
-        from kubectl_istio_remote.aggregator.server import Settings
+        from kubectl_istio_remote.aggregator.serving import Settings
         from kubectl_istio_remote.kube.portforward import PortForwardDialer
         from kubectl_istio_remote.relay import free_port
 

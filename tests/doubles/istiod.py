@@ -41,6 +41,10 @@ class FakeIstiod:
     serving_pair: tuple[bytes, bytes] | None = None
     #: When set, answers wait until it is: a test can then have every stream in flight at once.
     gate: asyncio.Event | None = None
+    #: Answers prepared at once, as a busy istiod's few cores allow (None: any number); the others wait their turn.
+    concurrency: int | None = None
+    #: The most requests this replica held at once (answering or waiting to): what the aggregator let through.
+    most_in_flight: int = 0
     seen_metadata: list[dict[str, str]] = field(default_factory=list)
     seen_requests: list[DiscoveryRequest] = field(default_factory=list)
     #: What `configz` answers: the same on every replica unless a test makes one differ.
@@ -50,6 +54,8 @@ class FakeIstiod:
     address: str = ""
     _server: grpc.aio.Server | None = None
     _syncz_bytes: bytes = b""
+    _in_flight: int = 0
+    _turns: asyncio.Semaphore | None = None
 
     async def start(self, port: int = 0) -> str:
         server = grpc.aio.server(options=[("grpc.max_send_message_length", 1 << 30)])
@@ -92,15 +98,30 @@ class FakeIstiod:
                     await context.abort(grpc.StatusCode.UNAUTHENTICATED, "authentication required")
                 if self.behaviour == "hang":
                     await asyncio.sleep(3600)
-                if self.gate is not None:
-                    await self.gate.wait()
-                await asyncio.sleep(self.delay)
+                self._in_flight += 1
+                self.most_in_flight = max(self.most_in_flight, self._in_flight)
+                try:
+                    await self._prepare()
+                finally:
+                    self._in_flight -= 1
                 if self.behaviour == "garbage":
                     yield b"\xff\xff\xff\xff not a DiscoveryResponse"
                     continue
                 yield self._serialized(request)
         finally:
             self.open_streams -= 1
+
+    async def _prepare(self) -> None:
+        """The time an answer takes: after the gate, `delay` seconds, `concurrency` answers at a time."""
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.concurrency is None:
+            await asyncio.sleep(self.delay)
+            return
+        if self._turns is None:
+            self._turns = asyncio.Semaphore(self.concurrency)
+        async with self._turns:
+            await asyncio.sleep(self.delay)
 
     def _serialized(self, request: DiscoveryRequest) -> bytes:
         """Full syncz answers are built once: large fakes should cost the aggregator, not themselves."""
@@ -182,9 +203,10 @@ def main() -> None:
     parser.add_argument("--groups", type=int, nargs="+", default=[0], help="proxies are named app-GROUP-N.sample")
     parser.add_argument("--proxies", type=int, default=2, help="proxies per group")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument("--concurrency", type=int, default=None, help="answers prepared at once (default: any number)")
     args = parser.parse_args()
     proxies = [f"app-{group}-{index}.sample" for group in args.groups for index in range(args.proxies)]
-    asyncio.run(_serve_until_terminated(FakeIstiod(args.name, proxies, delay=args.delay)))
+    asyncio.run(_serve_until_terminated(FakeIstiod(args.name, proxies, delay=args.delay, concurrency=args.concurrency)))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ from envoy.service.status.v3 import csds_pb2
 
 from kubectl_istio_remote.aggregator.client import Connection, Replies, ask
 from kubectl_istio_remote.aggregator.discovery import StaticTargets
-from kubectl_istio_remote.aggregator.server import Aggregator, Settings
+from kubectl_istio_remote.aggregator.server import Aggregator
+from kubectl_istio_remote.aggregator.serving import Settings
 from kubectl_istio_remote.istio import istiod_authority
 from kubectl_istio_remote.relay import Target, TcpDialer
 from tests.doubles.istiod import CONFIG_DUMP, SYNCZ, FakeIstiod
@@ -64,7 +65,9 @@ class Mesh:
         self.aggregator = Aggregator(self.settings, StaticTargets(targets), TcpDialer())
         address = await self.aggregator.start()
         pair = self.settings.serving_pair
-        self.connection = Connection(address, tls=pair is not None, root_certificates=pair[1] if pair else None, token=TOKEN)
+        # A certificate from files (rotated under the server) is taken unverified here, as istioctl takes it.
+        secure = pair is not None or self.settings.serving_files is not None
+        self.connection = Connection(address, tls=secure, root_certificates=pair[1] if pair else None, token=TOKEN)
 
     async def stop(self) -> None:
         if self.aggregator:

@@ -134,7 +134,9 @@ def _wheelhouse(directory: Path) -> None:
 
 def _base(name: str, variant: str, packages: str, steps: str) -> None:
     """One stand-in base, cached by its recipe."""
-    recipe = hashlib.sha256(f"{SUITE}{variant}{packages}{steps}{PASSWD}{PIP_CONF}".encode()).hexdigest()[:12]
+    # The wheelhouse holds the package's dependencies: a new one in pyproject.toml needs it downloaded again.
+    wheels = (REPOSITORY / "pyproject.toml").read_text() if not name.startswith("gcr.io/distroless") else ""
+    recipe = hashlib.sha256(f"{SUITE}{variant}{packages}{steps}{PASSWD}{PIP_CONF}{wheels}".encode()).hexdigest()[:12]
     if _label(name, "sandbox.recipe") == recipe:
         return
     started = time.monotonic()

@@ -1,0 +1,82 @@
+"""Calls in flight: identical ones share one fan-out, and each is let in only if the memory budget has room.
+
+Identical means the same authorization header and the same request (page, resource names, node):
+istiod checks every token itself, so calls with different tokens never share an answer. A
+caller that goes away stops waiting; the fan-out goes on while another caller shares it, and is
+cancelled when none is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
+
+from kubectl_istio_remote.aggregator.fanout import FanOut, Merged
+from kubectl_istio_remote.aggregator.load import Budget, Hold
+from kubectl_istio_remote.aggregator.metrics import Metrics, page_class
+
+#: A place in line is given up this long before the caller's deadline, so the caller reads why, not a bare deadline.
+DEADLINE_MARGIN_SECONDS = 0.2
+
+
+@dataclass(eq=False)
+class Call:
+    """One fan-out and the callers waiting for it; its budget share is released once the last of them has its answer."""
+
+    hold: Hold
+    task: asyncio.Future[Merged] | None = None
+    waiting: int = 0
+
+    def leave(self) -> None:
+        """A caller is done (answered, failed or gone); the last one frees what the call held."""
+        self.waiting -= 1
+        if self.waiting == 0:
+            if self.task is not None and not self.task.done():
+                self.task.cancel()  # nobody is left to read it
+            self.hold.release()
+
+
+class Calls:
+    """The aggregator's calls in flight, by what makes two of them identical."""
+
+    def __init__(self, fan_out: FanOut, budget: Budget, metrics: Metrics, max_queue_seconds: float) -> None:
+        self._fan_out = fan_out
+        self._budget = budget
+        self._metrics = metrics
+        self._max_queue_seconds = max_queue_seconds
+        self._in_flight: dict[tuple[str, bytes], Call] = {}
+
+    async def answer(self, request: DiscoveryRequest, metadata: Sequence[tuple[str, str]], remaining: float | None) -> tuple[Merged, Call]:
+        """The merged answer and the call it came from (`call.leave()` once it is sent); raises Overloaded or AggregationError.
+
+        `remaining` is the caller's own deadline, in seconds from now (None: it gave none).
+        """
+        key = (next((value for name, value in metadata if name == "authorization"), ""), request.SerializeToString(deterministic=True))
+        call = self._in_flight.get(key)
+        if call is None:
+            links = self._fan_out.links(request)
+            call = Call(self._budget.admit(page_class(request)))
+            wait, deadline = self._max_queue_seconds, None
+            if remaining is not None:
+                deadline = asyncio.get_running_loop().time() + remaining - DEADLINE_MARGIN_SECONDS
+                wait = min(wait, remaining - DEADLINE_MARGIN_SECONDS)
+            call.task = asyncio.ensure_future(self._fan_out.answer(request, metadata, links, call.hold, wait, deadline))
+            self._in_flight[key] = call
+            call.task.add_done_callback(lambda _: self._forget(key, call))
+        else:
+            self._metrics.coalesced()
+        call.waiting += 1
+        try:
+            assert call.task is not None
+            return await asyncio.shield(call.task), call
+        except BaseException:
+            call.leave()
+            raise
+
+    def _forget(self, key: tuple[str, bytes], call: Call) -> None:
+        """A finished fan-out takes no new callers: a later identical call asks istiod afresh."""
+        if self._in_flight.get(key) is call:
+            del self._in_flight[key]

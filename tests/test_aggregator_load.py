@@ -1,0 +1,167 @@
+"""The aggregator under load, against stand-in replicas: calls shared, lines per replica, the memory budget, metrics.
+
+What an operator and a mesh user notice: a burst of identical calls reaches istiod once; no
+replica is ever asked more than --istiod-max-in-flight calls at a time; a call that cannot be
+served now is RESOURCE_EXHAUSTED ("busy, retry") before its deadline, never an answer that silently
+lacks a replica; and /metrics says all of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import urllib.request
+
+import grpc
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from kubectl_istio_remote.aggregator.client import Replies
+from kubectl_istio_remote.aggregator.load import FIRST_ESTIMATE_BYTES, OVERHEAD, Budget, parse_size
+from tests.doubles.mesh import TOKEN, Mesh, proxy_ids, replicas, syncz
+
+#: Every call has a deadline: a hang fails the test as DEADLINE_EXCEEDED instead of blocking it.
+CALL_TIMEOUT = 30.0
+
+
+async def call(mesh: Mesh, token: str = TOKEN, timeout: float = CALL_TIMEOUT) -> Replies | grpc.StatusCode:
+    """One syncz as istioctl asks it: the replies, or the status code it ended with."""
+    from kubectl_istio_remote.aggregator.client import ask
+
+    assert mesh.connection is not None
+    try:
+        return await ask(dataclasses.replace(mesh.connection, token=token), [syncz()], timeout=timeout)
+    except grpc.aio.AioRpcError as error:
+        return error.code()
+
+
+def whole(mesh: Mesh, outcome: Replies | grpc.StatusCode) -> bool:
+    every = sorted(proxy for istiod in mesh.istiods for proxy in istiod.proxies)
+    return isinstance(outcome, Replies) and not outcome.failed and sorted(proxy_ids(outcome)) == every
+
+
+def scraped(mesh: Mesh) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """/metrics, read and parsed as Prometheus reads it: {(sample name, labels): value}."""
+    assert mesh.aggregator is not None and mesh.aggregator.metrics_address
+    with urllib.request.urlopen(f"http://{mesh.aggregator.metrics_address}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_identical_calls_in_flight_share_one_fan_out(mesh_factory) -> None:
+    gate = asyncio.Event()
+    mesh = await mesh_factory(replicas(3, gate=gate), metrics_listen="127.0.0.1:0")
+    calls = [asyncio.ensure_future(call(mesh)) for _ in range(50)]
+    await asyncio.sleep(0.5)
+    gate.set()
+    outcomes = await asyncio.gather(*calls)
+    assert all(whole(mesh, outcome) for outcome in outcomes)
+    assert [len(istiod.seen_requests) for istiod in mesh.istiods] == [1, 1, 1]
+    assert scraped(mesh)[("istio_remote_coalesced_requests_total", ())] == 49
+
+
+async def test_calls_of_different_tokens_never_share_and_istiod_sees_each_token(mesh_factory) -> None:
+    gate = asyncio.Event()
+    mesh = await mesh_factory(replicas(2, gate=gate))
+    calls = [asyncio.ensure_future(call(mesh, token=f"token-{n % 2}")) for n in range(10)]
+    await asyncio.sleep(0.5)
+    gate.set()
+    assert all(whole(mesh, outcome) for outcome in await asyncio.gather(*calls))
+    for istiod in mesh.istiods:
+        assert sorted(seen["authorization"] for seen in istiod.seen_metadata) == ["Bearer token-0", "Bearer token-1"]
+
+
+async def test_no_replica_gets_more_than_its_bound_and_the_line_is_not_its_timeout(mesh_factory) -> None:
+    # 12 callers, 2 at a time, 0.3 s each: the last waits ~1.5 s in line, three times --istiod-timeout, and is answered.
+    mesh = await mesh_factory(replicas(3, delay=0.3), istiod_max_in_flight=2, istiod_timeout=0.5)
+    outcomes = await asyncio.gather(*(call(mesh, token=f"user-{n}") for n in range(12)))
+    assert all(whole(mesh, outcome) for outcome in outcomes)
+    assert [istiod.most_in_flight for istiod in mesh.istiods] == [2, 2, 2]
+
+
+async def test_a_call_whose_turn_would_outlast_its_deadline_is_busy_never_partial(mesh_factory) -> None:
+    # One replica is slow and takes one call at a time: the callers behind the first cannot be served in time.
+    slow, *fast = replicas(3)
+    slow.delay = 1.0
+    mesh = await mesh_factory([slow, *fast], istiod_max_in_flight=1, metrics_listen="127.0.0.1:0")
+    outcomes = await asyncio.gather(*(call(mesh, token=f"user-{n}", timeout=1.6) for n in range(4)))
+    assert sum(whole(mesh, outcome) for outcome in outcomes) == 1
+    assert outcomes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 3, outcomes
+    assert slow.most_in_flight == 1
+    metrics = scraped(mesh)
+    assert metrics[("istio_remote_shed_requests_total", (("cause", "queue"),))] == 3
+    assert metrics[("istio_remote_requests_total", (("code", "RESOURCE_EXHAUSTED"), ("page_class", "syncz")))] == 3
+
+
+async def test_the_busy_message_says_why_and_to_retry(mesh_factory) -> None:
+    slow = replicas(1, delay=2.0)
+    mesh = await mesh_factory(slow, istiod_max_in_flight=1)
+    first = asyncio.ensure_future(call(mesh, token="first"))
+    await asyncio.sleep(0.2)
+    from kubectl_istio_remote.aggregator.client import ask
+
+    assert mesh.connection is not None
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await ask(dataclasses.replace(mesh.connection, token="second"), [syncz()], timeout=1.0)
+    assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert refused.value.details() == (
+        "istiod istiod-0 stayed busy with 1 of our requests (--istiod-max-in-flight) for the 0.8 s this call could wait; "
+        "the aggregator is busy: retry in a few seconds"
+    )
+    assert whole(mesh, await first)
+
+
+async def test_past_the_memory_budget_new_calls_are_busy_until_answers_are_sent(mesh_factory) -> None:
+    gate = asyncio.Event()
+    budget = OVERHEAD * FIRST_ESTIMATE_BYTES  # room for exactly one call's first estimate
+    mesh = await mesh_factory(replicas(3, gate=gate), max_memory=budget, metrics_listen="127.0.0.1:0")
+    held = asyncio.ensure_future(call(mesh, token="first"))
+    await asyncio.sleep(0.3)
+    assert await call(mesh, token="second") is grpc.StatusCode.RESOURCE_EXHAUSTED
+    gate.set()
+    assert whole(mesh, await held)
+    assert whole(mesh, await call(mesh, token="third")), "sent answers free the budget"
+    metrics = scraped(mesh)
+    assert metrics[("istio_remote_shed_requests_total", (("cause", "memory"),))] == 1
+    assert metrics[("istio_remote_memory_budget_bytes", ())] == budget // OVERHEAD
+    assert metrics[("istio_remote_memory_budget_used_bytes", ())] == 0
+
+
+def test_a_budget_smaller_than_one_answer_serves_calls_one_after_another() -> None:
+    budget = Budget(limit=10)
+    first = budget.admit("syncz")
+    first.holding(1000)
+    first.release()
+    assert budget.used == 0 and budget.estimates["syncz"] == 1000
+    again = budget.admit("syncz")  # nothing held: let in, though its estimate is over the limit
+    with pytest.raises(Exception, match="budget"):
+        budget.admit("syncz")
+    again.release()
+    assert budget.used == 0
+
+
+@pytest.mark.parametrize(("text", "size"), [("384Mi", 384 << 20), ("1Gi", 1 << 30), ("500M", 500_000_000), ("1048576", 1 << 20)])
+def test_sizes_read_as_kubernetes_quantities(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+async def test_metrics_name_each_replica_its_outcomes_and_forget_replicas_that_leave(mesh_factory) -> None:
+    mesh = await mesh_factory(replicas(3), dead=1, metrics_listen="127.0.0.1:0")
+    assert isinstance(await call(mesh), Replies)
+    metrics = scraped(mesh)
+    assert metrics[("istio_remote_replicas", ())] == 4
+    for name in ("istiod-0", "istiod-1", "istiod-2"):
+        assert metrics[("istio_remote_replica_requests_total", (("outcome", "ok"), ("replica", name)))] == 1
+        assert metrics[("istio_remote_replica_request_duration_seconds_count", (("replica", name),))] == 1
+    assert metrics[("istio_remote_replica_requests_total", (("outcome", "UNAVAILABLE"), ("replica", "dead-0")))] == 1
+    assert metrics[("istio_remote_requests_total", (("code", "OK"), ("page_class", "syncz")))] == 1
+    assert metrics[("istio_remote_merged_bytes_total", ())] > 0
+    assert metrics[("istio_remote_requests_in_flight", ())] == 0
+    assert metrics[("process_resident_memory_bytes", ())] > 0
+    assert mesh.aggregator is not None
+    await mesh.aggregator._replace([link.target for link in mesh.aggregator._pool.links() if link.target.name != "dead-0"])
+    assert not [key for key in scraped(mesh) if ("replica", "dead-0") in key[1]]
