@@ -110,3 +110,37 @@ def test_mesh_mistakes_are_one_line_with_the_next_step(tmp_path) -> None:
         result = run_cli("manifest", *args)
         assert result.exit_code == ExitStatus.USAGE, args
         assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1 and words in result.stderr, result.stderr
+
+
+def test_metrics_are_a_named_port_prometheus_finds_and_may_reach() -> None:
+    objects = manifest("-n", "external-istiod")
+    template = objects["Deployment"]["spec"]["template"]
+    container = template["spec"]["containers"][0]
+    assert {"name": "http-monitoring", "containerPort": 15014, "protocol": "TCP"} in container["ports"]
+    assert container["args"][container["args"].index("--metrics-listen") + 1] == "0.0.0.0:15014"
+    annotations = template["metadata"]["annotations"]
+    assert (annotations["prometheus.io/scrape"], annotations["prometheus.io/port"], annotations["prometheus.io/path"]) == (
+        "true",
+        "15014",
+        "/metrics",
+    )
+    assert {"name": "http-monitoring", "port": 15014, "targetPort": "http-monitoring", "protocol": "TCP"} in objects["Service"]["spec"][
+        "ports"
+    ]
+    assert {"ports": [{"port": 15014, "protocol": "TCP"}]} in objects["NetworkPolicy"]["spec"]["ingress"]
+    assert "ServiceMonitor" not in objects
+
+
+def test_service_monitor_scrapes_the_services_metrics_port() -> None:
+    objects = manifest("-n", "external-istiod", "--service-monitor")
+    monitor = objects["ServiceMonitor"]
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["spec"]["selector"]["matchLabels"] == objects["Service"]["spec"]["selector"]
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["external-istiod"]}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {port["name"] for port in objects["Service"]["spec"]["ports"]} and endpoint["path"] == "/metrics"
+
+
+def test_image_pull_secrets_reach_the_deployment() -> None:
+    spec = manifest("--image-pull-secret", "mirror")["Deployment"]["spec"]["template"]["spec"]
+    assert spec["imagePullSecrets"] == [{"name": "mirror"}]

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
-from kubectl_istio_remote.aggregator.client import Connection, ask
+from kubectl_istio_remote.aggregator.client import Connection, ask, check_health
 from kubectl_istio_remote.status import ExitStatus
 from tests.cli_runner import run_cli
 from tests.doubles.istiod import FakeIstiod
@@ -48,6 +48,24 @@ async def test_sigterm_lets_the_request_in_flight_finish_then_exits_zero(istiods
         assert sorted(proxy_ids(replies)) == ["app-0.sample", "app-1.sample", "app-2.sample"]
         assert await asyncio.wait_for(process.wait(), 10) == 0
         assert (await process.stdout.read()) == b"", "stdout carries exactly one line"
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_after_sigterm_new_calls_are_still_answered_while_health_says_not_serving(istiods) -> None:
+    """A Service takes a moment to stop sending connections to a terminating pod: those calls are answered, not refused."""
+    args = [arg for fake in istiods for arg in ("--istiod-address", fake.address)]
+    process, address = await start_serve("--plaintext", "--istiod-plaintext", *args)
+    try:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.5)
+        assert not await check_health(Connection(address, tls=False), timeout=3), "health checks see it going"
+        replies = await asyncio.wait_for(ask(Connection(address, tls=False), [syncz()]), 10)
+        assert sorted(proxy_ids(replies)) == ["app-0.sample", "app-1.sample", "app-2.sample"]
+        process.send_signal(signal.SIGTERM)  # a second signal ends the drain at once
+        assert await asyncio.wait_for(process.wait(), 10) == 0
     finally:
         if process.returncode is None:
             process.kill()

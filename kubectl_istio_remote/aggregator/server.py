@@ -8,6 +8,7 @@ the client closes it (closing first can make istioctl read end-of-stream instead
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 
@@ -141,7 +142,11 @@ class Aggregator:
         self.metrics_address = ""
 
     async def start(self) -> str:
-        """Bind, find the replicas, then report SERVING; returns the bound HOST:PORT."""
+        """Find the replicas, then listen and report SERVING; returns the bound HOST:PORT.
+
+        Listening only once istiod is known makes an open port mean "ready": a Service routes calls to a
+        pod whose port accepts (a tcpSocket readiness probe), and they must not meet an empty fan-out.
+        """
         await self._health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
         server = grpc.aio.server(options=self.settings.channel_options)
         fan_out = FanOut(self._pool, self._source, self.settings, self.metrics)
@@ -156,6 +161,7 @@ class Aggregator:
             port = server.add_secure_port(self.settings.listen, grpc.ssl_server_credentials([self.settings.serving_pair]))
         else:
             port = server.add_insecure_port(self.settings.listen)
+        await self._source.start(self._replace)
         await server.start()
         self._server = server
         self.address = f"{host}:{port}"
@@ -163,7 +169,6 @@ class Aggregator:
         if self.settings.metrics_listen and isinstance(self.metrics, PrometheusMetrics):
             self.metrics_address = self.metrics.serve_on(self.settings.metrics_listen)
             log.info("metrics on http://%s/metrics", self.metrics_address)
-        await self._source.start(self._replace)
         for service in ("", ADS_SERVICE):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
         return self.address
@@ -172,6 +177,10 @@ class Aggregator:
         wanted = list(targets)
         await self._pool.replace(wanted)
         self.metrics.replicas([target.name for target in wanted])
+
+    async def drain(self) -> None:
+        """Say NOT_SERVING to health checks while still answering: the caller is about to stop."""
+        await self._health.enter_graceful_shutdown()
 
     async def stop(self, grace: float) -> None:
         """Refuse new streams, give in-flight ones `grace` seconds, then drop every upstream link."""
@@ -187,18 +196,25 @@ class Aggregator:
 
 
 SHUTDOWN_GRACE_SECONDS = 5.0
+#: After SIGTERM, new calls are still answered this long (health NOT_SERVING): a Service takes a moment to stop
+#: sending connections to a terminating pod, and those must not be refused. Within the pod's 30 s grace period.
+DRAIN_SECONDS = 5.0
 
 
-async def serve_until_signalled(aggregator: Aggregator, console: Console) -> None:
-    """Run until SIGTERM or SIGINT, then finish in-flight requests within the grace period; stdout carries one line."""
+async def serve_until_signalled(aggregator: Aggregator, console: Console, drain: float = DRAIN_SECONDS) -> None:
+    """Run until SIGTERM or SIGINT; then answer new calls for `drain` seconds more (a second signal cuts that short) and
+    finish those in flight within the grace period; stdout carries one line."""
     import signal
 
-    stop = asyncio.Event()
+    stop, now = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, lambda: now.set() if stop.is_set() else stop.set())
     address = await aggregator.start()
     console.data(f"listening on {address}\n")
     await stop.wait()
-    log.info("shutting down")
+    log.info("shutting down: answering new calls %.0f s more", drain)
+    await aggregator.drain()
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(now.wait(), drain)
     await aggregator.stop(SHUTDOWN_GRACE_SECONDS)

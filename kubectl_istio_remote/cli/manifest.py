@@ -55,9 +55,13 @@ def command(
     issuer: Annotated[
         Optional[str], typer.Option(help="Issuer/NAME or ClusterIssuer/NAME: add a cert-manager Certificate that fills --tls-secret.")
     ] = None,
+    service_monitor: Annotated[
+        bool, typer.Option("--service-monitor", help="Add a prometheus-operator ServiceMonitor for the metrics port (15014).")
+    ] = False,
     revision: options.Revision = "",
 ) -> None:
-    """Print a Deployment, its ServiceAccount, Role, RoleBinding, Service, NetworkPolicy and PodDisruptionBudget as YAML;
+    """Print a Deployment, its ServiceAccount, Role, RoleBinding, Service, NetworkPolicy and PodDisruptionBudget as YAML
+    (--service-monitor: and a ServiceMonitor);
     with --mesh, the ConfigMap, Role and RoleBinding that advertise the aggregator in the mesh cluster."""
     if mesh:
         from kubectl_istio_remote.deploy import advertisement
@@ -84,5 +88,6 @@ def command(
         issuer=issuer,
         revision=revision,
         version=__version__,
+        service_monitor=service_monitor,
     )
     invocation.console(ctx).data(to_yaml(objects(install)))

@@ -23,6 +23,10 @@ from kubectl_istio_remote.deploy.workload import (
 from kubectl_istio_remote.istio import ISTIOD_PORT
 
 NAME = "istio-remote-proxy"
+#: Prometheus scrapes `serve --metrics-listen` here, as it scrapes istiod's own monitoring port.
+METRICS_PORT = 15014
+METRICS_PORT_NAME = "http-monitoring"
+SCRAPE_ANNOTATIONS = {"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT), "prometheus.io/path": "/metrics"}
 TLS_MOUNT = "/etc/istio-remote/tls"
 REPLICAS = 2
 #: Where the API server is cannot be selected by a NetworkPolicy; these are its usual ports.
@@ -51,6 +55,8 @@ class Install:
     issuer: str | None = None
     revision: str = ""
     version: str = ""
+    #: Add a prometheus-operator ServiceMonitor for the metrics port.
+    service_monitor: bool = False
 
     @property
     def labels(self) -> dict[str, str]:
@@ -79,6 +85,7 @@ def objects(install: Install) -> list[dict[str, Any]]:
         _service(install),
         _disruption_budget(install),
         _network_policy(install),
+        *([_service_monitor(install)] if install.service_monitor else []),
     ]
     if install.expose is Expose.gateway:
         built += [_gateway(install), _virtual_service(install)]
@@ -108,6 +115,8 @@ def serve_args(install: Install) -> list[str]:
         f"{TLS_MOUNT}/tls.crt",
         "--tls-key",
         f"{TLS_MOUNT}/tls.key",
+        "--metrics-listen",
+        f"0.0.0.0:{METRICS_PORT}",
     ]
     return args + (["--revision", install.revision] if install.revision else [])
 
@@ -117,7 +126,7 @@ def _metadata(install: Install) -> dict[str, Any]:
 
 
 def _certificate(install: Install) -> dict[str, Any]:
-    """cert-manager renews the Secret; the pods read it at start (`kubectl rollout restart` picks up a renewal)."""
+    """cert-manager renews the Secret; the kubelet updates the mounted files and serve serves the renewal, no restart."""
     kind, _, name = (install.issuer or "").partition("/")
     hosts = [install.service_host, f"{install.service_host}.cluster.local", *([install.host] if install.host else [])]
     return {
@@ -143,6 +152,10 @@ def _deployment(install: Install) -> dict[str, Any]:
         readinessProbe={**probe, "initialDelaySeconds": 1},
         livenessProbe={**probe, "initialDelaySeconds": 10, "failureThreshold": 3},
         volumeMounts=[{"name": "tls", "mountPath": TLS_MOUNT, "readOnly": True}],
+        ports=[
+            {"name": "grpc", "containerPort": AGGREGATOR_PORT, "protocol": "TCP"},
+            {"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT, "protocol": "TCP"},
+        ],
     )
     return {
         "apiVersion": "apps/v1",
@@ -152,7 +165,7 @@ def _deployment(install: Install) -> dict[str, Any]:
             "replicas": REPLICAS,
             "selector": {"matchLabels": install.selector},
             "template": {
-                "metadata": {"labels": install.labels, "annotations": NOT_MESHED},
+                "metadata": {"labels": install.labels, "annotations": {**NOT_MESHED, **SCRAPE_ANNOTATIONS}},
                 "spec": {
                     "serviceAccountName": NAME,
                     "enableServiceLinks": False,
@@ -177,7 +190,8 @@ def _deployment(install: Install) -> dict[str, Any]:
 
 def _service(install: Install) -> dict[str, Any]:
     port = {"name": "tls-grpc", "port": AGGREGATOR_PORT, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"}
-    spec: dict[str, Any] = {"selector": install.selector, "ports": [port]}
+    metrics = {"name": METRICS_PORT_NAME, "port": METRICS_PORT, "targetPort": METRICS_PORT_NAME, "protocol": "TCP"}
+    spec: dict[str, Any] = {"selector": install.selector, "ports": [port, metrics]}
     if install.expose is Expose.loadbalancer:
         spec["type"] = "LoadBalancer"
     return {"apiVersion": "v1", "kind": "Service", "metadata": _metadata(install), "spec": spec}
@@ -193,7 +207,8 @@ def _disruption_budget(install: Install) -> dict[str, Any]:
 
 
 def _network_policy(install: Install) -> dict[str, Any]:
-    """In: only the serving port (from the gateway's pods when exposed through one). Out: istiod, DNS, the API server."""
+    """In: the serving port (from the gateway's pods when exposed through one), and the metrics port for Prometheus,
+    wherever it runs. Out: istiod, DNS, the API server."""
     source: list[dict[str, Any]] = []
     if install.expose is Expose.gateway:
         source = [{"namespaceSelector": {}, "podSelector": {"matchLabels": install.gateway_labels}}]
@@ -205,12 +220,29 @@ def _network_policy(install: Install) -> dict[str, Any]:
         "spec": {
             "podSelector": {"matchLabels": install.selector},
             "policyTypes": ["Ingress", "Egress"],
-            "ingress": [{"ports": [{"port": AGGREGATOR_PORT, "protocol": "TCP"}], **({"from": source} if source else {})}],
+            "ingress": [
+                {"ports": [{"port": AGGREGATOR_PORT, "protocol": "TCP"}], **({"from": source} if source else {})},
+                {"ports": [{"port": METRICS_PORT, "protocol": "TCP"}]},
+            ],
             "egress": [
                 {"to": [{"podSelector": {"matchLabels": {"app": "istiod"}}}], "ports": [{"port": ISTIOD_PORT, "protocol": "TCP"}]},
                 {"ports": dns},
                 {"ports": [{"port": port, "protocol": "TCP"} for port in API_SERVER_PORTS]},
             ],
+        },
+    }
+
+
+def _service_monitor(install: Install) -> dict[str, Any]:
+    """prometheus-operator's scrape of the Service's metrics port, for clusters that run it."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": _metadata(install),
+        "spec": {
+            "selector": {"matchLabels": install.selector},
+            "namespaceSelector": {"matchNames": [install.namespace]},
+            "endpoints": [{"port": METRICS_PORT_NAME, "path": "/metrics", "interval": "30s"}],
         },
     }
 

@@ -9,6 +9,7 @@ the real istiods and the real istioctl; the API servers' audit logs show what th
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import subprocess
@@ -29,6 +30,7 @@ from tests.e2e.test_plugin import EXAMPLE_RBAC
 from tests.e2e.test_sandbox_proof import listed_proxies
 from tests.sandbox.clusters import LIMITED_USER, apply, audit_log
 from tests.sandbox.pki import Authority
+from tests.sandbox.service_proxy import ServiceProxy
 
 MESH_USER = ["--context", "remote-limited"]
 #: What a mesh user may ask of the mesh cluster: read the advertisement, review their rights, get istioctl's token;
@@ -47,6 +49,10 @@ class Shared:
     address: str
     ca_file: Path
     server_name: str
+    #: The operator's CA: a renewal is issued by it too.
+    authority: Authority
+    #: The Service's address for the mesh users, when they reach the install through it (else a pod's IP).
+    service: ServiceProxy | None = None
 
 
 def remote_admin(sandbox: Sandbox, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -62,11 +68,11 @@ def advertise(sandbox: Sandbox, *args: str) -> None:
     assert applied.returncode == 0, applied.stderr
 
 
-@pytest.fixture(scope="module")
-def shared(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
-    """The operator's side, done once: the permanent install serving a certificate of the operator's CA, advertised to
-    the mesh; and the mesh-only user's binding of examples/rbac.yaml for remote-limited. All removed afterwards."""
-    directory = tmp_path_factory.mktemp("operator")
+@contextmanager
+def shared_install(sandbox: Sandbox, directory: Path, *, through_service: bool = False) -> Iterator[Shared]:
+    """The operator's side: the permanent install serving a certificate of the operator's CA, advertised to the mesh
+    (a pod's address, or the Service's with `through_service`); and the mesh-only user's binding of examples/rbac.yaml
+    for remote-limited. All removed afterwards."""
     authority = Authority(directory)
     server_name = f"{NAME}.{sandbox.istio_namespace}.svc"
     certificate, key = authority.issue("aggregator", server_name, server=True, dns_names=(server_name,))
@@ -80,11 +86,15 @@ def shared(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         assert applied.returncode == 0, applied.stderr
         rollout = kubectl(sandbox, "rollout", "status", f"deployment/{NAME}", f"--timeout={READY_SECONDS}s")
         assert rollout.returncode == 0, rollout.stderr
-        address = f"{wait_serving(sandbox, replicas=2)[0]}:{AGGREGATOR_PORT}"
-        advertised = Shared(address, authority.cert_path, server_name)
-        apply("remote", mesh_only)
-        advertise(sandbox, "--address", address, "--ca-file", str(advertised.ca_file), "--host", server_name)
-        yield advertised
+        pod_address = f"{wait_serving(sandbox, replicas=2)[0]}:{AGGREGATOR_PORT}"
+        with contextlib.ExitStack() as service:
+            proxy = (
+                service.enter_context(ServiceProxy("external", sandbox.istio_namespace, NAME, AGGREGATOR_PORT)) if through_service else None
+            )
+            advertised = Shared(proxy.address if proxy else pod_address, authority.cert_path, server_name, authority, proxy)
+            apply("remote", mesh_only)
+            advertise(sandbox, "--address", advertised.address, "--ca-file", str(advertised.ca_file), "--host", server_name)
+            yield advertised
     finally:
         remote_admin(sandbox, "delete", "configmap,role,rolebinding", "istio-remote-aggregator", "--ignore-not-found")
         for document in mesh_only:
@@ -92,6 +102,12 @@ def shared(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             remote_admin(sandbox, "delete", kind, name, "--ignore-not-found")
         kubectl(sandbox, "delete", "--cascade=foreground", "--wait=true", "-f", "-", stdin=install.stdout)
         kubectl(sandbox, "delete", "secret", f"{NAME}-tls", "--ignore-not-found")
+
+
+@pytest.fixture(scope="module")
+def shared(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
+    with shared_install(sandbox, tmp_path_factory.mktemp("operator")) as installed:
+        yield installed
 
 
 def mesh_only_rbac(sandbox: Sandbox) -> list[dict]:

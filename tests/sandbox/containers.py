@@ -4,16 +4,19 @@ The image is pulled by the pod's image reference (through the sandbox's registry
 as its pull policy says; the pod's securityContext becomes podman's flags; the ServiceAccount token,
 ca.crt and namespace are projected at the standard path with KUBERNETES_SERVICE_HOST/PORT, so the
 in-cluster configuration is what runs. Containers share the host's network: every pod IP of the
-sandbox is a loopback address. Each container carries the label below, so `down` removes any left.
+sandbox is a loopback address. A memory limit becomes the container's cgroup limit. Each container
+carries the label below, so `down` removes any left.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 from kubernetes import client
 
+from kubectl_istio_remote.aggregator.load import parse_size
 from tests.sandbox import image
 
 LABEL = "kubectl-istio-remote.sandbox=pod"
@@ -67,6 +70,9 @@ def run(
     with podman's message when it cannot."""
     argv = ["run", "-d", "--name", name, "--label", LABEL, "--network=host", "--pull=never", *security_flags(pod, container)]
     argv += ["--log-driver=k8s-file", f"--log-opt=path={log}"]
+    limits = (container.resources.limits or {}) if container.resources else {}
+    if "memory" in limits:
+        argv.append(f"--memory={parse_size(limits['memory'])}")  # the kubelet's cgroup limit, which serve reads
     if container.command:
         argv.append(f"--entrypoint={json.dumps(container.command)}")
     for key, value in env.items():
@@ -83,8 +89,16 @@ def exit_code(name: str) -> int | None:
     return int(code) if inspected.returncode == 0 and status in ("exited", "stopped") else None
 
 
-def stop(name: str) -> None:
-    image.podman("rm", "-f", "-t", "3", name, check=False)
+def stop(name: str, grace: int = 3) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds, and the container removed."""
+    image.podman("rm", "-f", "-t", str(grace), name, check=False, timeout=grace + 60)
+
+
+def stop_soon(name: str, grace: int) -> threading.Thread:
+    """`stop` in a thread, as a kubelet gives a deleted pod its terminationGracePeriodSeconds without waiting on it."""
+    stopping = threading.Thread(target=stop, args=(name, grace), name=f"stop {name}", daemon=True)
+    stopping.start()
+    return stopping
 
 
 def remove_all() -> list[str]:

@@ -266,3 +266,17 @@ def mirror_off() -> str:
 
 def mirror_restore(before: str) -> None:
     (STATE / "registries.conf").write_text(before)
+
+
+def publish(tag: str) -> str:
+    """The built image under another tag in the running sandbox's registry (a new release to roll to); its reference."""
+    import re
+
+    reference = f"{IMAGE_REPOSITORY}:{tag}"
+    found = re.search(r'location = "([^/"]+)/', (STATE / "registries.conf").read_text())
+    if not found:
+        raise ImageError("no sandbox registry is mirrored: run `python -m tests.sandbox up`")
+    podman("tag", IMAGE, reference)
+    podman("push", "--tls-verify=false", reference, f"docker://{found[1]}/{reference.removeprefix('ghcr.io/')}")
+    podman("rmi", reference, check=False)  # pulled again by the pod, as a new release would be
+    return reference

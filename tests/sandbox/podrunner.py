@@ -4,7 +4,7 @@ kwok marks every pod Running without running anything. For pods whose image is t
 proxy image we do what a kubelet would (tests/sandbox/containers.py): pull the pod's image (a
 failed pull is ErrImagePull, then ImagePullBackOff, in the pod's status), run it with the pod's
 args, env, securityContext, a real bound service-account token projected at the standard path and
-mounted Secrets; report its exit in the pod's status; stop it when the pod goes away; fail the pod
+mounted Secrets (updated atomically, as a kubelet does, when the Secret changes); report its exit in the pod's status; stop it when the pod goes away; fail the pod
 when its activeDeadlineSeconds passes. The pod's own loopback (127.0.0.1 inside a real pod) becomes a private loopback address
 per pod, 127.0.10x.y, which is not the pod IP, and kwok's PortForward points the pod's
 port-forward at it; a process listening on all interfaces (0.0.0.0) listens on the pod IP.
@@ -25,13 +25,15 @@ import yaml
 from kubernetes import client, watch
 
 from kubectl_istio_remote import IMAGE_REPOSITORY
-from tests.sandbox import containers
+from tests.sandbox import containers, volumes
 from tests.sandbox.clusters import KUBECONFIG, api, apply, cluster
 from tests.sandbox.mesh import port_forward
 from tests.sandbox.paths import STATE, log
 from tests.sandbox.procs import LOGS
 
 CONTEXT = "external"
+#: A pod's terminationGracePeriodSeconds when it sets none, as in Kubernetes.
+DEFAULT_GRACE_SECONDS = 30
 POD_LOOPBACK = "127.0.0.1"
 
 
@@ -43,6 +45,15 @@ class Started:
     pull_error: str = ""
     #: Its status is final (backing off a failed pull, or exited): nothing more to report.
     settled: bool = False
+    #: Each mounted Secret's local directory and the Secret's name: updated when the Secret changes.
+    secrets: tuple[tuple[str, str], ...] = ()
+    pod_ip: str = ""
+
+
+#: Containers of deleted pods still in their grace period, by pod IP. kwok gives a freed IP to the next pod
+#: at once, where a real node keeps a terminating pod's network until it is gone: a new pod's container
+#: waits for the one still on its IP, instead of failing to bind.
+STOPPING: dict[str, threading.Thread] = {}
 
 
 def private_loopback(pod_ip: str) -> str:
@@ -106,20 +117,30 @@ def _args(container: client.V1Container, addresses: dict[str, str]) -> list[str]
     return args
 
 
-def _secret_volumes(pod: client.V1Pod, core: client.CoreV1Api) -> dict[str, str]:
-    """Write each mounted Secret's keys to files, as kubelet does; {mountPath: local directory}."""
+def _secret_volumes(pod: client.V1Pod, core: client.CoreV1Api) -> dict[str, tuple[str, str]]:
+    """Write each mounted Secret's keys as kubelet does (volumes.py); {mountPath: (local directory, Secret name)}."""
     secrets = {volume.name: volume.secret.secret_name for volume in pod.spec.volumes or [] if volume.secret}
     mounted = {}
     for mount in pod.spec.containers[0].volume_mounts or []:
         if mount.name not in secrets:
             continue
         directory = STATE / "pods" / f"{pod.metadata.namespace}-{pod.metadata.name}" / mount.name
-        directory.mkdir(parents=True, exist_ok=True)
-        for key, value in (core.read_namespaced_secret(secrets[mount.name], pod.metadata.namespace).data or {}).items():
-            (directory / key).write_bytes(base64.b64decode(value))
-            (directory / key).chmod(0o444)  # the container's non-root user reads it, as with a Secret's defaultMode
-        mounted[mount.mount_path] = str(directory)
+        _sync_secret(directory, secrets[mount.name], pod.metadata.namespace, core)
+        mounted[mount.mount_path] = (str(directory), secrets[mount.name])
     return mounted
+
+
+def _sync_secret(directory: Path, secret: str, namespace: str, core: client.CoreV1Api) -> bool:
+    """The Secret's keys in `directory`, switched atomically when they changed; True when they did.
+
+    The container's non-root user reads them, as with a Secret's defaultMode; the kubelet syncs a
+    changed Secret within about a minute, this runner at its next watch window (5 s).
+    """
+    data = {key: base64.b64decode(value) for key, value in (core.read_namespaced_secret(secret, namespace).data or {}).items()}
+    if volumes.holds(directory) == data:
+        return False
+    volumes.write_atomically(directory, data)
+    return True
 
 
 def _start(pod: client.V1Pod, core: client.CoreV1Api) -> Started:
@@ -145,12 +166,15 @@ def _start(pod: client.V1Pod, core: client.CoreV1Api) -> Started:
     pod_files = STATE / "pods" / f"{pod.metadata.namespace}-{pod.metadata.name}"
     ca = yaml.safe_load(KUBECONFIG.read_text())["clusters"][0]["cluster"]["certificate-authority"]
     token = containers.projected_token(pod_files / "serviceaccount", _bound_token(pod, core), ca, pod.metadata.namespace)
-    mounts = {containers.TOKEN_DIRECTORY: str(token), **_secret_volumes(pod, core)}
+    secrets = _secret_volumes(pod, core)
+    mounts = {containers.TOKEN_DIRECTORY: str(token), **{inside: directory for inside, (directory, _) in secrets.items()}}
     addresses = {f"{POD_LOOPBACK}:": f"{loopback}:", f"{ALL_INTERFACES}:": f"{pod.status.pod_ip}:"}
     containers.stop(name)  # a container of a pod of the same name that a killed runner left
+    if (lingering := STOPPING.pop(pod.status.pod_ip, None)) is not None:
+        lingering.join(DEFAULT_GRACE_SECONDS + 5)
     containers.run(name, pod, container, _args(container, addresses), env, mounts, LOGS / f"{name}.log")
     log(f"pod runner: started {pod.metadata.namespace}/{pod.metadata.name} from {container.image} on {forward_to}")
-    return Started(name, deadline)
+    return Started(name, deadline, secrets=tuple(secrets.values()), pod_ip=pod.status.pod_ip)
 
 
 def _report_container(core: client.CoreV1Api, pod: client.V1Pod, state: dict) -> None:
@@ -231,7 +255,13 @@ def run(stop: threading.Event) -> None:
 
 
 def _follow(key: tuple[str, str], entry: Started, core: client.CoreV1Api) -> Started:
-    """A failed pull turns into ImagePullBackOff; a container that exited is reported, as a kubelet would."""
+    """A failed pull turns into ImagePullBackOff; a container that exited is reported; a changed Secret is mounted anew."""
+    for directory, secret in entry.secrets:
+        try:
+            if _sync_secret(Path(directory), secret, key[0], core):
+                log(f"pod runner: {key[0]}/{key[1]}: Secret {secret} changed, its volume updated")
+        except client.ApiException as error:
+            log(f"pod runner: {key[0]}/{key[1]}: cannot read Secret {secret}: {error.status} {error.reason}")
     if entry.settled:
         return entry
     if entry.pull_error:
@@ -247,7 +277,7 @@ def _follow(key: tuple[str, str], entry: Started, core: client.CoreV1Api) -> Sta
         if error.status != 404:
             raise
         # Deleted since the last event: nothing to report; its DELETED event removes the container.
-    return Started(entry.container, entry.deadline, entry.pull_error, settled=True)
+    return Started(entry.container, entry.deadline, entry.pull_error, settled=True, secrets=entry.secrets, pod_ip=entry.pod_ip)
 
 
 def _handle(kind: str, pod: client.V1Pod, started: dict[tuple[str, str], Started], core: client.CoreV1Api) -> None:
@@ -258,8 +288,11 @@ def _handle(kind: str, pod: client.V1Pod, started: dict[tuple[str, str], Started
     if gone:
         entry = started.pop(key, None)
         if entry:
-            containers.stop(entry.container)
-            log(f"pod runner: stopped {key[0]}/{key[1]}")
+            # The delete's own grace period wins over the pod's, as with a kubelet (pod mode deletes with 0).
+            grace = pod.metadata.deletion_grace_period_seconds
+            grace = pod.spec.termination_grace_period_seconds if grace is None else grace
+            STOPPING[entry.pod_ip] = containers.stop_soon(entry.container, DEFAULT_GRACE_SECONDS if grace is None else grace)
+            log(f"pod runner: stopping {key[0]}/{key[1]} (grace {grace} s)")
         return
     if key not in started and pod.status.phase == "Running" and pod.status.pod_ip:
         started[key] = _start(pod, core)
