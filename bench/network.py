@@ -4,13 +4,16 @@ For each command: median wall time, effective sequential round trips (T(rtt) - T
 seconds (the command and its children, istioctl included), and the requests it sent to each API
 server (from the API servers' audit logs, by user agent: ours and istioctl's; the aggregator pod's
 own requests do not cross the slow link and are left out). Targets: local mode <= 12 effective
-round trips, pod mode <= 20, local mode's CPU at 0 ms <= 0.6 s.
+round trips, pod mode <= 20, local mode's CPU at 0 ms <= 0.6 s; a mesh user of the shared aggregator
+(`remote-limited`, shared and auto mode) <= 5, the aggregator behind the same round trip as the API
+servers (it is across the same network from the user).
 
 Run: `python -m bench.network` (brings the sandbox up if it is not running, leaves it as found).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -18,7 +21,9 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +37,14 @@ CLUSTERS = ["--context", "remote", "--external-context", "external"]
 #: User agents of the requests that cross the slow link: the plugin on the user's machine, and istioctl.
 OURS = "kubectl-istio-remote/"
 SERVE_AGENT = "kubectl-istio-remote/serve"
-TARGETS = {"proxy-status --mode local": 12, "proxy-status --mode pod": 20}
+MESH_USER = ["--context", "remote-limited"]
+TARGETS = {
+    "proxy-status --mode local": 12,
+    "proxy-status --mode pod": 20,
+    "mesh user: proxy-status --mode shared": 5,
+    "mesh user: proxy-status --mode shared --native": 5,
+    "mesh user: proxy-status (auto finds the advertisement)": 5,
+}
 
 
 @dataclass(frozen=True)
@@ -55,13 +67,29 @@ def commands(sandbox: Sandbox) -> dict[str, tuple[list[str], dict[str, str]]]:
         "proxy-status --mode pod --native": ([*plugin, "proxy-status", *CLUSTERS, "--mode", "pod", "--native"], {}),
         "shell --mode local -- true": ([*plugin, "shell", *CLUSTERS, "--mode", "local", "--", "true"], {}),
         "shell --mode pod -- true": ([*plugin, "shell", *CLUSTERS, "--mode", "pod", "--", "true"], {}),
+        "mesh user: proxy-status --mode shared": ([*plugin, "proxy-status", *MESH_USER, "--mode", "shared"], {}),
+        "mesh user: proxy-status --mode shared --native": ([*plugin, "proxy-status", *MESH_USER, "--mode", "shared", "--native"], {}),
+        "mesh user: proxy-status (auto finds the advertisement)": ([*plugin, "proxy-status", *MESH_USER], {}),
     }
 
 
-def latency(rtt_ms: int) -> dict[str, object]:
-    """Set the toxiproxies' round trip; returns the slow kubeconfig and the audit logs."""
-    printed = subprocess.run([*SANDBOX, "latency", "--rtt-ms", str(rtt_ms)], capture_output=True, text=True, check=True).stdout
-    return dict(json.loads(printed))
+def latency(rtt_ms: int, aggregator: str) -> dict[str, object]:
+    """Set the toxiproxies' round trip, the shared aggregator's too; returns the slow kubeconfig, the audit logs and
+    where the slowed aggregator listens."""
+    argv = [*SANDBOX, "latency", "--rtt-ms", str(rtt_ms), "--also", f"aggregator={aggregator}"]
+    return dict(json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout))
+
+
+@contextlib.contextmanager
+def shared_aggregator() -> Iterator[str]:
+    """The operator's permanent install, advertised to remote-limited at its address behind the slow link; yields
+    the address of the pod behind it."""
+    from tests.sandbox import operator
+
+    with tempfile.TemporaryDirectory() as directory, operator.permanent_install(Path(directory)) as installed:
+        slowed = str(latency(0, installed.pods[0])["also"]["aggregator"])  # type: ignore[index]
+        with operator.mesh_users(slowed, installed.authority.cert_path, installed.server_name):
+            yield installed.pods[0]
 
 
 def crossed_the_link(event: dict[str, Any]) -> bool:
@@ -103,10 +131,10 @@ def run_once(argv: list[str], env: dict[str, str], logs: dict[str, str]) -> Run:
     return Run(wall, cpu, counts, min(received) - started_at if received else None)
 
 
-def measure(sandbox: Sandbox) -> dict[int, dict[str, list[Run]]]:
+def measure(sandbox: Sandbox, aggregator: str) -> dict[int, dict[str, list[Run]]]:
     results: dict[int, dict[str, list[Run]]] = {}
     for rtt in RTTS_MS:
-        slow = latency(rtt)
+        slow = latency(rtt, aggregator)
         env = {**sandbox.env, "KUBECONFIG": str(slow["kubeconfig"])}
         logs = dict(slow["audit_logs"])  # type: ignore[call-overload]
         results[rtt] = {}
@@ -114,7 +142,7 @@ def measure(sandbox: Sandbox) -> dict[int, dict[str, list[Run]]]:
             run_once(argv, {**env, **extra}, logs)  # warm-up
             results[rtt][name] = [run_once(argv, {**env, **extra}, logs) for _ in range(ROUNDS)]
             print(f"rtt {rtt} ms: {name}: {statistics.median(r.wall for r in results[rtt][name]):.2f} s", file=sys.stderr, flush=True)
-    latency(0)
+    latency(0, aggregator)
     return results
 
 
@@ -196,7 +224,8 @@ def container_start(sandbox: Sandbox) -> tuple[float, float]:
 def main() -> None:
     as_installed()
     with running_sandbox() as sandbox:
-        results = measure(sandbox)
+        with shared_aggregator() as aggregator:
+            results = measure(sandbox, aggregator)
         start = aggregator_start(sandbox)
         container_wall, container = container_start(sandbox)
     print(f"### `proxy-status` and `shell` over a slow network (median of {ROUNDS}, after one warm-up)\n")

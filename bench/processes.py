@@ -17,9 +17,9 @@ STOP_SECONDS = 15
 
 
 @contextlib.asynccontextmanager
-async def listening(*argv: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+async def listening(*argv: str, env: dict[str, str] | None = None) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
     """Start `argv`, yield it with the address of its `listening on` line, stop it (SIGTERM, then kill) afterwards."""
-    process = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL)
+    process = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL, env=env)
     try:
         assert process.stdout is not None
         line = (await asyncio.wait_for(process.stdout.readline(), READY_SECONDS)).decode().split()
@@ -29,6 +29,9 @@ async def listening(*argv: str) -> AsyncIterator[tuple[asyncio.subprocess.Proces
     finally:
         if process.returncode is None:
             process.terminate()
+            await asyncio.sleep(0.2)
+            if process.returncode is None:
+                process.terminate()  # a second signal: serve stops at once instead of draining
         try:
             await asyncio.wait_for(process.wait(), STOP_SECONDS)
         except asyncio.TimeoutError:
@@ -37,21 +40,27 @@ async def listening(*argv: str) -> AsyncIterator[tuple[asyncio.subprocess.Proces
 
 
 @contextlib.asynccontextmanager
-async def stand_in_istiods(count: int, proxies: int, delay: float = 0.0) -> AsyncIterator[list[str]]:
-    """`count` stand-in replicas (tests/doubles/istiod.py) of `proxies` proxies each; yields their addresses."""
+async def stand_in_istiods(count: int, proxies: int, delay: float = 0.0, concurrency: int | None = None) -> AsyncIterator[list[str]]:
+    """`count` stand-in replicas (tests/doubles/istiod.py) of `proxies` proxies each, answering `concurrency` at a time
+    (None: any number); yields their addresses."""
     async with contextlib.AsyncExitStack() as stack:
         addresses = []
         for index in range(count):
             argv = ["--name", f"istiod-{index}", "--groups", str(index), "--proxies", str(proxies), "--delay", str(delay)]
+            argv += ["--concurrency", str(concurrency)] if concurrency else []
             _, address = await stack.enter_async_context(listening(sys.executable, "-m", "tests.doubles.istiod", *argv))
             addresses.append(address)
         yield addresses
 
 
-def serve(istiods: Sequence[str], *flags: str) -> contextlib.AbstractAsyncContextManager[tuple[asyncio.subprocess.Process, str]]:
-    """The real `serve` command over `istiods`, plaintext both ways."""
+def serve(
+    istiods: Sequence[str], *flags: str, plaintext: bool = True, env: dict[str, str] | None = None
+) -> contextlib.AbstractAsyncContextManager[tuple[asyncio.subprocess.Process, str]]:
+    """The real `serve` command over `istiods` (plaintext to them), plaintext towards clients unless told;
+    `env` runs it from another source tree (PYTHONPATH)."""
     addresses = [arg for address in istiods for arg in ("--istiod-address", address)]
-    return listening(sys.executable, "-m", "kubectl_istio_remote", "serve", "--plaintext", "--istiod-plaintext", *addresses, *flags)
+    towards = ["--plaintext"] if plaintext else []
+    return listening(sys.executable, "-m", "kubectl_istio_remote", "serve", *towards, "--istiod-plaintext", *addresses, *flags, env=env)
 
 
 def memory_kib(pid: int, field: str) -> int:

@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kubectl_istio_remote.aggregator.client import Replies
-from kubectl_istio_remote.aggregator.load import FIRST_ESTIMATE_BYTES, OVERHEAD, Budget, parse_size
+from kubectl_istio_remote.aggregator.load import FIRST_ESTIMATE_BYTES, OVERHEAD, Budget, Overloaded, parse_size
 from tests.doubles.mesh import TOKEN, Mesh, proxy_ids, replicas, syncz
 
 #: Every call has a deadline: a hang fails the test as DEADLINE_EXCEEDED instead of blocking it.
@@ -117,7 +117,7 @@ async def test_the_busy_message_says_why_and_to_retry(mesh_factory) -> None:
 
 async def test_past_the_memory_budget_new_calls_are_busy_until_answers_are_sent(mesh_factory) -> None:
     gate = asyncio.Event()
-    budget = OVERHEAD * FIRST_ESTIMATE_BYTES  # room for exactly one call's first estimate
+    budget = OVERHEAD * FIRST_ESTIMATE_BYTES  # less than one call's first estimates (its fan-out and its answer)
     mesh = await mesh_factory(replicas(3, gate=gate), max_memory=budget, metrics_listen="127.0.0.1:0")
     held = asyncio.ensure_future(call(mesh, token="first"))
     await asyncio.sleep(0.3)
@@ -133,13 +133,13 @@ async def test_past_the_memory_budget_new_calls_are_busy_until_answers_are_sent(
 
 def test_a_budget_smaller_than_one_answer_serves_calls_one_after_another() -> None:
     budget = Budget(limit=10)
-    first = budget.admit("syncz")
+    (first,) = budget.admit("syncz fan-out")
     first.holding(1000)
     first.release()
-    assert budget.used == 0 and budget.estimates["syncz"] == 1000
-    again = budget.admit("syncz")  # nothing held: let in, though its estimate is over the limit
-    with pytest.raises(Exception, match="budget"):
-        budget.admit("syncz")
+    assert budget.used == 0 and budget.estimates["syncz fan-out"] == 1000
+    (again,) = budget.admit("syncz fan-out")  # nothing held: let in, though its estimate is over the limit
+    with pytest.raises(Overloaded, match="budget"):
+        budget.admit("syncz fan-out")
     again.release()
     assert budget.used == 0
 
@@ -165,3 +165,22 @@ async def test_metrics_name_each_replica_its_outcomes_and_forget_replicas_that_l
     assert mesh.aggregator is not None
     await mesh.aggregator._replace([link.target for link in mesh.aggregator._pool.links() if link.target.name != "dead-0"])
     assert not [key for key in scraped(mesh) if ("replica", "dead-0") in key[1]]
+
+
+async def test_callers_sharing_a_fan_out_each_need_room_for_their_own_copy(mesh_factory) -> None:
+    """gRPC copies what it sends: a thousand callers of one fan-out hold a thousand answers until each reads its own."""
+    gate = asyncio.Event()
+    gate.set()
+    mesh = await mesh_factory(replicas(3, proxies_each=50, gate=gate))
+    assert whole(mesh, await call(mesh)), "learns what a syncz fan-out and its answer take"
+    assert mesh.aggregator is not None
+    budget = mesh.aggregator.budget
+    budget.limit = budget.estimates["syncz fan-out"] + 3 * budget.estimates["syncz answer"]
+    gate.clear()
+    calls = [asyncio.ensure_future(call(mesh)) for _ in range(10)]
+    await asyncio.sleep(0.5)
+    gate.set()
+    outcomes = await asyncio.gather(*calls)
+    assert sum(whole(mesh, outcome) for outcome in outcomes) == 3
+    assert outcomes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 7
+    assert budget.used == 0

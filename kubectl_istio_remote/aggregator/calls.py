@@ -39,6 +39,19 @@ class Call:
             self.hold.release()
 
 
+@dataclass(eq=False)
+class Caller:
+    """One caller's part: the fan-out it waits for, and its own copy of the answer on its way out."""
+
+    call: Call
+    sending: Hold
+
+    def done(self) -> None:
+        """Its answer is sent, or it failed, or the caller went away."""
+        self.sending.release()
+        self.call.leave()
+
+
 class Calls:
     """The aggregator's calls in flight, by what makes two of them identical."""
 
@@ -49,16 +62,20 @@ class Calls:
         self._max_queue_seconds = max_queue_seconds
         self._in_flight: dict[tuple[str, bytes], Call] = {}
 
-    async def answer(self, request: DiscoveryRequest, metadata: Sequence[tuple[str, str]], remaining: float | None) -> tuple[Merged, Call]:
-        """The merged answer and the call it came from (`call.leave()` once it is sent); raises Overloaded or AggregationError.
+    async def answer(
+        self, request: DiscoveryRequest, metadata: Sequence[tuple[str, str]], remaining: float | None
+    ) -> tuple[Merged, Caller]:
+        """The merged answer and this caller's part (`done()` once it is sent); raises Overloaded or AggregationError.
 
         `remaining` is the caller's own deadline, in seconds from now (None: it gave none).
         """
         key = (next((value for name, value in metadata if name == "authorization"), ""), request.SerializeToString(deterministic=True))
+        page = page_class(request)
         call = self._in_flight.get(key)
         if call is None:
             links = self._fan_out.links(request)
-            call = Call(self._budget.admit(page_class(request)))
+            fanning, sending = self._budget.admit(f"{page} fan-out", f"{page} answer")
+            call = Call(fanning)
             wait, deadline = self._max_queue_seconds, None
             if remaining is not None:
                 deadline = asyncio.get_running_loop().time() + remaining - DEADLINE_MARGIN_SECONDS
@@ -67,14 +84,18 @@ class Calls:
             self._in_flight[key] = call
             call.task.add_done_callback(lambda _: self._forget(key, call))
         else:
+            (sending,) = self._budget.admit(f"{page} answer")
             self._metrics.coalesced()
         call.waiting += 1
+        caller = Caller(call, sending)
         try:
             assert call.task is not None
-            return await asyncio.shield(call.task), call
+            merged = await asyncio.shield(call.task)
         except BaseException:
-            call.leave()
+            caller.done()
             raise
+        sending.holding(len(merged.raw))
+        return merged, caller
 
     def _forget(self, key: tuple[str, bytes], call: Call) -> None:
         """A finished fan-out takes no new callers: a later identical call asks istiod afresh."""

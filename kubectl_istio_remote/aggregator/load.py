@@ -76,13 +76,16 @@ class Budget:
     """Bytes of answers held: replicas' answers being merged, merged answers being sent; None: unbounded.
 
     Each call reserves what its page took last time before it sends anything, so a burst is refused
-    at the door instead of after istiod has done the work. With nothing held a call is always let
-    in: a budget smaller than one answer makes calls wait their turn, it never refuses them all.
+    at the door instead of after istiod has done the work: a fan-out holds the replicas' answers and
+    their merge, and every caller its own copy of the answer on its way out (gRPC copies what it
+    sends, so a thousand callers sharing one fan-out still hold a thousand copies until each is
+    read). With nothing held a call is always let in: a budget smaller than one answer makes calls
+    wait their turn, it never refuses them all.
     """
 
     limit: int | None
     used: int = 0
-    #: The last peak of each page class, in bytes: what its next call reserves.
+    #: The last peak of each kind of bytes held (a page class's fan-out, or its answer), what its next call reserves.
     estimates: dict[str, int] = field(default_factory=dict)
     #: Told (used, limit) after every change: the metrics' gauges.
     observer: Callable[[int, int | None], None] = lambda used, limit: None
@@ -91,15 +94,15 @@ class Budget:
         self.used += by
         self.observer(self.used, self.limit)
 
-    def admit(self, page_class: str) -> Hold:
-        estimate = self.estimates.get(page_class, FIRST_ESTIMATE_BYTES)
-        if self.limit is not None and self.used and self.used + estimate > self.limit:
+    def admit(self, *kinds: str) -> list[Hold]:
+        """A hold for each kind of bytes (`syncz fan-out`, `syncz answer`), admitted together or not at all."""
+        estimates = [self.estimates.get(kind, FIRST_ESTIMATE_BYTES) for kind in kinds]
+        if self.limit is not None and self.used and self.used + sum(estimates) > self.limit:
             raise Overloaded(
                 f"answers in flight hold {self.used // 2**20} MiB of the {self.limit // 2**20} MiB budget (--max-memory)", "memory"
             )
-        hold = Hold(self, page_class, estimate)
-        self.change(estimate)
-        return hold
+        self.change(sum(estimates))
+        return [Hold(self, kind, estimate) for kind, estimate in zip(kinds, estimates, strict=True)]
 
 
 @dataclass
@@ -107,7 +110,7 @@ class Hold:
     """One call's share of the budget: its reservation until its answers arrive, then what it holds."""
 
     budget: Budget
-    page_class: str
+    kind: str
     counted: int
     peak: int = 0
     released: bool = False
@@ -125,7 +128,7 @@ class Hold:
             self.released = True
             self.budget.change(-self.counted)
             if self.peak:
-                self.budget.estimates[self.page_class] = self.peak
+                self.budget.estimates[self.kind] = self.peak
 
 
 class ReplicaQueue:

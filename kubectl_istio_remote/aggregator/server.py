@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
 import grpc
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
@@ -92,7 +92,7 @@ class AggregatingDiscoveryService:
             page = page_class(request)
             self._metrics.in_flight(1)
             try:
-                merged, call = await self._calls.answer(request, forwarded, context.time_remaining())
+                merged, caller = await self._calls.answer(request, forwarded, context.time_remaining())
             except Overloaded as error:
                 self._metrics.shed(error.cause)
                 self._ended(page, grpc.StatusCode.RESOURCE_EXHAUSTED)
@@ -109,7 +109,7 @@ class AggregatingDiscoveryService:
             try:
                 yield merged.raw
             finally:
-                call.leave()  # sent, or the caller went away: what the answer held is free
+                caller.done()  # sent, or the caller went away: what the answer held is free
                 self._ended(page, grpc.StatusCode.OK)
 
     def _ended(self, page: str, code: grpc.StatusCode) -> None:
@@ -201,9 +201,11 @@ SHUTDOWN_GRACE_SECONDS = 5.0
 DRAIN_SECONDS = 5.0
 
 
-async def serve_until_signalled(aggregator: Aggregator, console: Console, drain: float = DRAIN_SECONDS) -> None:
+async def serve_until_signalled(
+    aggregator: Aggregator, console: Console, drain: float = DRAIN_SECONDS, started: Callable[[], None] = lambda: None
+) -> None:
     """Run until SIGTERM or SIGINT; then answer new calls for `drain` seconds more (a second signal cuts that short) and
-    finish those in flight within the grace period; stdout carries one line."""
+    finish those in flight within the grace period; stdout carries one line, and `started` runs once it is out."""
     import signal
 
     stop, now = asyncio.Event(), asyncio.Event()
@@ -212,6 +214,7 @@ async def serve_until_signalled(aggregator: Aggregator, console: Console, drain:
         loop.add_signal_handler(signum, lambda: now.set() if stop.is_set() else stop.set())
     address = await aggregator.start()
     console.data(f"listening on {address}\n")
+    started()
     await stop.wait()
     log.info("shutting down: answering new calls %.0f s more", drain)
     await aggregator.drain()

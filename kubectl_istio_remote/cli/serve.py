@@ -9,7 +9,6 @@ import typer
 from kubectl_istio_remote.aggregator.serving import ISTIOD_MAX_IN_FLIGHT, MAX_QUEUE_SECONDS
 from kubectl_istio_remote.cli import invocation, options
 from kubectl_istio_remote.cli.shell_completion import complete_istio_namespace
-from kubectl_istio_remote.console import Console
 from kubectl_istio_remote.errors import UsageError
 from kubectl_istio_remote.istio import (
     CONTROL_PLANE_ID,
@@ -19,6 +18,8 @@ from kubectl_istio_remote.istio import (
     ISTIOD_TIMEOUT_SECONDS,
     MAX_MESSAGE_BYTES,
 )
+
+UNBOUNDED = "no --max-memory and no container memory limit: the memory of answers in flight is not bounded"
 
 
 @options.takes(options.connection, options.verbose)
@@ -106,7 +107,7 @@ def command(
         allow_debug_changes=allow_debug_changes,
         istiod_max_in_flight=istiod_max_in_flight or None,
         max_queue_seconds=max_queue_seconds,
-        max_memory=memory if max_memory else container_budget(console),
+        max_memory=memory if max_memory else container_budget(),
         metrics_listen=metrics_listen,
     )
     cluster = None
@@ -124,7 +125,8 @@ def command(
         cluster = Cluster(given.connection.context or "in-cluster", given.connection.kubeconfig, transport)
     aggregator = assembly.assemble(settings, replicas, TcpDialer(), cluster)
     settle_start_up()  # serve runs for hours: collect what it allocates from now on
-    asyncio.run(server.serve_until_signalled(aggregator, console))
+    unbounded = settings.max_memory is None
+    asyncio.run(server.serve_until_signalled(aggregator, console, started=lambda: console.warning(UNBOUNDED) if unbounded else None))
 
 
 def given_size(given: str | None) -> int | None:
@@ -137,12 +139,9 @@ def given_size(given: str | None) -> int | None:
         raise UsageError(f"--max-memory {error}", "for example --max-memory 384Mi") from None
 
 
-def container_budget(console: Console) -> int | None:
-    """Without --max-memory: the container's memory limit less what serve holds now; None (said) outside a limit."""
+def container_budget() -> int | None:
+    """Without --max-memory: the container's memory limit less what serve holds now; None outside a limit (UNBOUNDED is said)."""
     from kubectl_istio_remote.aggregator.load import container_limit, resident_bytes
 
     limit = container_limit()
-    if limit is None:
-        console.warning("no --max-memory and no container memory limit: the memory of answers in flight is not bounded")
-        return None
-    return max(limit - resident_bytes(), limit // 4)
+    return None if limit is None else max(limit - resident_bytes(), limit // 4)

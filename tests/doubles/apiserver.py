@@ -87,10 +87,16 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    #: A client that reconnects at once (a watch the stand-in ends after one event) must not meet a full backlog.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 @contextmanager
 def stand_in(script: Script, tls: ssl.SSLContext | None = None) -> Iterator[str]:
     """A scripted API server on a free 127.0.0.1 port, over TLS when given a context; yields its URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(script))
+    server = _Server(("127.0.0.1", 0), _handler(script))
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

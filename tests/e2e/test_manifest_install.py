@@ -6,16 +6,13 @@ from __future__ import annotations
 import json
 import ssl
 import subprocess
-import time
 from pathlib import Path
 
 from kubectl_istio_remote.aggregator.tls import self_signed_pair
+from kubectl_istio_remote.deploy.install import NAME
 from kubectl_istio_remote.deploy.workload import AGGREGATOR_PORT
 from tests.e2e.conftest import Sandbox
-from tests.sandbox.procs import port_open
-
-NAME = "istio-remote-proxy"
-READY_SECONDS = 90
+from tests.sandbox.operator import READY_SECONDS, wait_serving
 
 
 def kubectl(sandbox: Sandbox, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -23,30 +20,6 @@ def kubectl(sandbox: Sandbox, *args: str, stdin: str | None = None) -> subproces
         ["kubectl", "--context", "external", "-n", sandbox.istio_namespace, *args],
         input=stdin, env=sandbox.env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
-
-
-def ready_endpoints(sandbox: Sandbox) -> list[str]:
-    """The ready pod IPs the Service selects, resolved as the EndpointSlice controller would: the API
-    server refuses loopback addresses as endpoints, and every sandbox pod IP is one."""
-    service = json.loads(kubectl(sandbox, "get", "service", NAME, "-o", "json").stdout)
-    selector = ",".join(f"{key}={value}" for key, value in service["spec"]["selector"].items())
-    listed = kubectl(sandbox, "get", "pods", "-l", selector, "-o", "json")
-    assert listed.returncode == 0, listed.stderr
-    return [
-        pod["status"]["podIP"]
-        for pod in json.loads(listed.stdout)["items"]
-        if any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", [])) and pod["status"].get("podIP")
-    ]
-
-
-def wait_serving(sandbox: Sandbox, replicas: int) -> list[str]:
-    deadline = time.monotonic() + READY_SECONDS
-    while time.monotonic() < deadline:
-        addresses = ready_endpoints(sandbox)
-        if len(addresses) == replicas and all(port_open(address, AGGREGATOR_PORT) for address in addresses):
-            return addresses
-        time.sleep(1)
-    raise AssertionError(f"{NAME} not serving on {replicas} endpoints within {READY_SECONDS} s: {ready_endpoints(sandbox)}")
 
 
 def test_the_permanent_install_serves_istioctl_every_proxy_with_the_operators_certificate(sandbox: Sandbox, tmp_path: Path) -> None:
@@ -65,7 +38,7 @@ def test_the_permanent_install_serves_istioctl_every_proxy_with_the_operators_ce
         rollout = kubectl(sandbox, "rollout", "status", f"deployment/{NAME}", f"--timeout={READY_SECONDS}s")
         assert rollout.returncode == 0, rollout.stderr
 
-        addresses = wait_serving(sandbox, replicas=2)
+        addresses = wait_serving(replicas=2)
         served = ssl.get_server_certificate((addresses[0], AGGREGATOR_PORT), timeout=10)
         assert ssl.PEM_cert_to_DER_cert(served) == ssl.PEM_cert_to_DER_cert(certificate.decode())
 

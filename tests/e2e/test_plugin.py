@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
@@ -15,9 +14,9 @@ from kubectl_istio_remote.kube.records import Meta, items
 from kubectl_istio_remote.status import ExitStatus
 from tests.e2e.conftest import Sandbox
 from tests.e2e.test_sandbox_proof import listed_proxies
+from tests.sandbox import operator
 from tests.sandbox.clusters import LIMITED_USER, api, apply, pinned
 
-EXAMPLE_RBAC = Path(__file__).resolve().parents[2] / "examples" / "rbac.yaml"
 CLUSTERS = ["--context", "remote", "--external-context", "external"]
 
 
@@ -129,7 +128,7 @@ def test_partial_rights_are_named_before_anything_is_created(sandbox: Sandbox) -
 
 def test_the_documented_rbac_example_is_enough_for_both_modes(sandbox: Sandbox) -> None:
     """examples/rbac.yaml, bound to a user with no other rights, runs doctor and proxy-status."""
-    documents = [doc for doc in yaml.safe_load_all(EXAMPLE_RBAC.read_text()) if doc]
+    documents = [doc for doc in yaml.safe_load_all(operator.EXAMPLE_RBAC.read_text()) if doc]
     for document in documents:
         if "namespace" in document["metadata"]:
             document["metadata"]["namespace"] = sandbox.istio_namespace

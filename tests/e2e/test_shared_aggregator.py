@@ -19,16 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
+from kubectl_istio_remote.deploy.install import NAME
 from kubectl_istio_remote.deploy.workload import AGGREGATOR_PORT
 from kubectl_istio_remote.status import ExitStatus
 from tests.e2e.conftest import Sandbox
 from tests.e2e.test_faults import faults
-from tests.e2e.test_manifest_install import NAME, READY_SECONDS, kubectl, wait_serving
-from tests.e2e.test_plugin import EXAMPLE_RBAC
 from tests.e2e.test_sandbox_proof import listed_proxies
-from tests.sandbox.clusters import LIMITED_USER, apply, audit_log
+from tests.sandbox import operator
+from tests.sandbox.clusters import LIMITED_USER, audit_log
+from tests.sandbox.mesh import ISTIO_NAMESPACE
 from tests.sandbox.pki import Authority
 from tests.sandbox.service_proxy import ServiceProxy
 
@@ -69,62 +69,21 @@ def advertise(sandbox: Sandbox, *args: str) -> None:
 
 
 @contextmanager
-def shared_install(sandbox: Sandbox, directory: Path, *, through_service: bool = False) -> Iterator[Shared]:
-    """The operator's side: the permanent install serving a certificate of the operator's CA, advertised to the mesh
-    (a pod's address, or the Service's with `through_service`); and the mesh-only user's binding of examples/rbac.yaml
-    for remote-limited. All removed afterwards."""
-    authority = Authority(directory)
-    server_name = f"{NAME}.{sandbox.istio_namespace}.svc"
-    certificate, key = authority.issue("aggregator", server_name, server=True, dns_names=(server_name,))
-    install = sandbox.run("kubectl-istio_remote", "manifest", "-n", sandbox.istio_namespace)
-    assert install.returncode == 0, install.stderr
-    mesh_only = mesh_only_rbac(sandbox)
-    try:
-        secret = kubectl(sandbox, "create", "secret", "tls", f"{NAME}-tls", f"--cert={certificate}", f"--key={key}")
-        assert secret.returncode == 0, secret.stderr
-        applied = kubectl(sandbox, "apply", "-f", "-", stdin=install.stdout)
-        assert applied.returncode == 0, applied.stderr
-        rollout = kubectl(sandbox, "rollout", "status", f"deployment/{NAME}", f"--timeout={READY_SECONDS}s")
-        assert rollout.returncode == 0, rollout.stderr
-        pod_address = f"{wait_serving(sandbox, replicas=2)[0]}:{AGGREGATOR_PORT}"
-        with contextlib.ExitStack() as service:
-            proxy = (
-                service.enter_context(ServiceProxy("external", sandbox.istio_namespace, NAME, AGGREGATOR_PORT)) if through_service else None
-            )
-            advertised = Shared(proxy.address if proxy else pod_address, authority.cert_path, server_name, authority, proxy)
-            apply("remote", mesh_only)
-            advertise(sandbox, "--address", advertised.address, "--ca-file", str(advertised.ca_file), "--host", server_name)
-            yield advertised
-    finally:
-        remote_admin(sandbox, "delete", "configmap,role,rolebinding", "istio-remote-aggregator", "--ignore-not-found")
-        for document in mesh_only:
-            kind, name = document["kind"].lower(), document["metadata"]["name"]
-            remote_admin(sandbox, "delete", kind, name, "--ignore-not-found")
-        kubectl(sandbox, "delete", "--cascade=foreground", "--wait=true", "-f", "-", stdin=install.stdout)
-        kubectl(sandbox, "delete", "secret", f"{NAME}-tls", "--ignore-not-found")
+def shared_install(directory: Path, *, through_service: bool = False) -> Iterator[Shared]:
+    """The operator's side (tests/sandbox/operator.py): the permanent install, advertised to the mesh at a pod's address
+    (or the Service's, with `through_service`), and remote-limited's mesh-only rights. All removed afterwards."""
+    with operator.permanent_install(directory) as installed, contextlib.ExitStack() as service:
+        proxy = service.enter_context(ServiceProxy("external", ISTIO_NAMESPACE, NAME, AGGREGATOR_PORT)) if through_service else None
+        address = proxy.address if proxy else installed.pods[0]
+        with operator.mesh_users(address, installed.authority.cert_path, installed.server_name):
+            yield Shared(address, installed.authority.cert_path, installed.server_name, installed.authority, proxy)
 
 
 @pytest.fixture(scope="module")
 def shared(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
-    with shared_install(sandbox, tmp_path_factory.mktemp("operator")) as installed:
+    """Once for the module, in the running sandbox."""
+    with shared_install(tmp_path_factory.mktemp("operator")) as installed:
         yield installed
-
-
-def mesh_only_rbac(sandbox: Sandbox) -> list[dict]:
-    """examples/rbac.yaml's mesh-cluster Role and the mesh-only user's bindings, bound to remote-limited's user."""
-    documents = [document for document in yaml.safe_load_all(EXAMPLE_RBAC.read_text()) if document]
-    wanted = {("Role", "istio-remote-user"), ("RoleBinding", "istio-remote-mesh-user")}
-    wanted |= {("ClusterRole", "istio-remote-istioctl"), ("ClusterRoleBinding", "istio-remote-mesh-istioctl")}
-    chosen = [document for document in documents if (document["kind"], document["metadata"]["name"]) in wanted]
-    # The Role of that name in the example is the external cluster's first, then the mesh cluster's: keep the mesh one.
-    chosen = [d for d in chosen if not (d["kind"] == "Role" and "pods" in json.dumps(d["rules"]))]
-    assert len(chosen) == len(wanted), chosen
-    for document in chosen:
-        if "namespace" in document["metadata"]:
-            document["metadata"]["namespace"] = sandbox.istio_namespace
-        if "subjects" in document:
-            document["subjects"] = [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": LIMITED_USER}]
-    return chosen
 
 
 @contextmanager

@@ -27,15 +27,17 @@ import pytest
 
 from kubectl_istio_remote.aggregator.client import Connection, Replies, ask
 from kubectl_istio_remote.aggregator.queries import syncz_request
+from kubectl_istio_remote.deploy.install import NAME
 from kubectl_istio_remote.deploy.workload import AGGREGATOR_PORT
 from kubectl_istio_remote.native.render import proxy_statuses
 from kubectl_istio_remote.session.token import istioctl_token
 from tests.e2e.conftest import Sandbox
 from tests.e2e.test_faults import _restore
-from tests.e2e.test_manifest_install import NAME, READY_SECONDS, kubectl, ready_endpoints, wait_serving
+from tests.e2e.test_manifest_install import kubectl
 from tests.e2e.test_sandbox_proof import listed_proxies
 from tests.e2e.test_shared_aggregator import MESH_USER, Shared, shared_install
 from tests.sandbox import clusters, image, mesh, procs
+from tests.sandbox.operator import READY_SECONDS, ready_endpoints, wait_serving
 
 #: A mesh user's call: istioctl has no deadline of its own; ours is what a patient user waits.
 CALL_SECONDS = 10.0
@@ -49,7 +51,7 @@ RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXH
 
 @pytest.fixture(scope="module")
 def service(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
-    with shared_install(sandbox, tmp_path_factory.mktemp("operator"), through_service=True) as installed:
+    with shared_install(tmp_path_factory.mktemp("operator"), through_service=True) as installed:
         yield installed
 
 
@@ -75,7 +77,7 @@ def test_a_renewed_certificate_is_served_by_the_same_pods_and_mesh_users_never_n
     before = mesh_user_session(sandbox)
     assert before.returncode == 0 and listed_proxies(before.stdout) == set(sandbox.proxies), before.stderr
     running = pods(sandbox)
-    addresses = ready_endpoints(sandbox)
+    addresses = ready_endpoints()
     old = {served_serial(address) for address in addresses}
     certificate, key = service.authority.issue("renewed", service.server_name, server=True, dns_names=(service.server_name,))
     renewed = kubectl(
@@ -187,25 +189,40 @@ def check(sandbox: Sandbox, load: Load, replica_away: tuple[float, float] | None
 
 def test_an_istiod_replica_deleted_and_recreated_under_load(sandbox: Sandbox, service: Shared, load: Load) -> None:
     istiod = json.loads(kubectl(sandbox, "get", "pod", "istiod-1", "-o", "json").stdout)
-    with load.running():
-        time.sleep(3)
-        away = time.monotonic()
-        procs.stop("istiod-1")
-        assert kubectl(sandbox, "delete", "pod", "istiod-1", "--wait=true").returncode == 0
-        time.sleep(3)
-        for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
-            istiod["metadata"].pop(key, None)
-        istiod.pop("status")
-        recreated = kubectl(sandbox, "apply", "-f", "-", stdin=json.dumps(istiod))
-        assert recreated.returncode == 0, recreated.stderr
-        address = mesh.wait_pod_ip("external", sandbox.istio_namespace, "istiod-1")
-        assert address == sandbox.istiods[1], "the recreated pod took its old address (kwok gives the lowest free one)"
-        _restore(sandbox)  # starts istiod-1 again, waits for its sidecars
-        back = time.monotonic()
-        time.sleep(3)
+    for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
+        istiod["metadata"].pop(key, None)
+    istiod.pop("status")
+    try:
+        with load.running():
+            time.sleep(3)
+            away = time.monotonic()
+            procs.stop("istiod-1")
+            assert kubectl(sandbox, "delete", "pod", "istiod-1", "--wait=true").returncode == 0
+            time.sleep(3)
+            recreate_istiod(sandbox, istiod)
+            _restore(sandbox)  # starts istiod-1 again, waits for its sidecars
+            back = time.monotonic()
+            time.sleep(3)
+    finally:
+        if kubectl(sandbox, "get", "pod", "istiod-1").returncode != 0:
+            recreate_istiod(sandbox, istiod)
+        _restore(sandbox)
     check(sandbox, load, (away, back))
     session = mesh_user_session(sandbox)
     assert session.returncode == 0 and listed_proxies(session.stdout) == set(sandbox.proxies), session.stderr
+
+
+def recreate_istiod(sandbox: Sandbox, istiod: dict) -> None:
+    """The replica's pod again, at its old address: its sidecars and the other tests know it there. kwok gives a new pod
+    the next free address, where a real cluster's replacement would also get a new one; its status is set back."""
+    recreated = kubectl(sandbox, "apply", "-f", "-", stdin=json.dumps(istiod))
+    assert recreated.returncode == 0, recreated.stderr
+    if mesh.wait_pod_ip("external", sandbox.istio_namespace, "istiod-1") != sandbox.istiods[1]:
+        address = {"podIP": sandbox.istiods[1], "podIPs": [{"ip": sandbox.istiods[1]}]}
+        patched = kubectl(
+            sandbox, "patch", "pod", "istiod-1", "--subresource=status", "--type=merge", "-p", json.dumps({"status": address})
+        )
+        assert patched.returncode == 0, patched.stderr
 
 
 def test_an_aggregator_pod_deleted_under_load(sandbox: Sandbox, service: Shared, load: Load) -> None:
@@ -215,7 +232,7 @@ def test_an_aggregator_pod_deleted_under_load(sandbox: Sandbox, service: Shared,
         time.sleep(3)
         assert set(service.service.endpoints) <= set(service.service.sent), "both pods took calls before one went"
         assert kubectl(sandbox, "delete", "pod", victim, "--wait=false").returncode == 0
-        wait_serving(sandbox, replicas=2)
+        wait_serving(replicas=2)
         time.sleep(3)
     check(sandbox, load)
     assert victim not in pods(sandbox)
@@ -232,7 +249,7 @@ def test_the_deployments_image_rolled_under_load(sandbox: Sandbox, service: Shar
         assert changed.returncode == 0, changed.stderr
         rollout = kubectl(sandbox, "rollout", "status", f"deployment/{NAME}", f"--timeout={READY_SECONDS}s")
         assert rollout.returncode == 0, rollout.stderr
-        wait_serving(sandbox, replicas=2)
+        wait_serving(replicas=2)
         time.sleep(3)
     check(sandbox, load)
     after = json.loads(kubectl(sandbox, "get", "pods", "-l", f"app.kubernetes.io/name={NAME}", "-o", "json").stdout)["items"]

@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("env", help="print shell exports for the sandbox")
     latency = commands.add_parser("latency", help="toxiproxy in front of both API servers: set the round trip, print its kubeconfig")
     latency.add_argument("--rtt-ms", type=int, required=True)
+    latency.add_argument("--also", action="append", default=[], metavar="NAME=HOST:PORT", help="another server behind the same round trip")
     commands.add_parser("down", help="stop every sandbox process and remove its state")
     demo = commands.add_parser("demo", help="show istioctl seeing a third of the mesh, and the plugin seeing all of it")
     demo.add_argument("--keep", action="store_true", help="leave the sandbox running afterwards")
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "latency":
             from tests.sandbox import latency
 
-            latency.print_round_trip(args.rtt_ms)
+            latency.print_round_trip(args.rtt_ms, args.also)
         elif args.command == "env":
             from tests.sandbox import sandbox
 

@@ -2,8 +2,10 @@
 
 `python -m tests.sandbox latency --rtt-ms 50` starts it if needed, sets half the round trip on
 each direction of both proxies, and prints as JSON a kubeconfig whose clusters point at the
-proxies, and each API server's audit log. The certificates stay valid: the proxies listen on
-127.0.0.1 too. `down` stops toxiproxy with the rest of the sandbox.
+proxies, and each API server's audit log. `--also NAME=HOST:PORT` puts another server behind the
+same round trip (the shared aggregator, which mesh users reach across the same network) and
+prints where it listens. The certificates stay valid: the proxies listen on 127.0.0.1 too.
+`down` stops toxiproxy with the rest of the sandbox.
 """
 
 from __future__ import annotations
@@ -64,13 +66,24 @@ def _write_kubeconfig(listen: dict[str, str]) -> None:
     SLOW_KUBECONFIG.chmod(0o600)
 
 
-def set_round_trip(rtt_ms: int) -> dict[str, object]:
+def _proxy(port: int, name: str, upstream: str) -> str:
+    """A proxy of that name to `upstream`, made if it is not there yet; where it listens."""
+    try:
+        return str(_api(port, "GET", f"/proxies/{name}")["listen"])  # type: ignore[index]
+    except urllib.error.HTTPError as error:
+        if error.code != 404:
+            raise
+    return str(_api(port, "POST", "/proxies", {"name": name, "listen": "127.0.0.1:0", "upstream": upstream})["listen"])  # type: ignore[index]
+
+
+def set_round_trip(rtt_ms: int, also: dict[str, str] | None = None) -> dict[str, object]:
     port = _toxiproxy()
-    for spec in CLUSTERS:
+    extra = {name: _proxy(port, name, upstream) for name, upstream in (also or {}).items()}
+    for proxy in [spec.name for spec in CLUSTERS] + list(extra):
         for stream in STREAMS:
             name = f"latency-{stream}"
             try:
-                _api(port, "DELETE", f"/proxies/{spec.name}/toxics/{name}")
+                _api(port, "DELETE", f"/proxies/{proxy}/toxics/{name}")
             except urllib.error.HTTPError as error:
                 if error.code != 404:
                     raise
@@ -82,9 +95,10 @@ def set_round_trip(rtt_ms: int) -> dict[str, object]:
                     "toxicity": 1.0,
                     "attributes": {"latency": rtt_ms // 2, "jitter": 0},
                 }
-                _api(port, "POST", f"/proxies/{spec.name}/toxics", toxic)
-    return {"kubeconfig": str(SLOW_KUBECONFIG), "rtt_ms": rtt_ms, "audit_logs": {spec.name: str(audit_log(spec.name)) for spec in CLUSTERS}}
+                _api(port, "POST", f"/proxies/{proxy}/toxics", toxic)
+    logs = {spec.name: str(audit_log(spec.name)) for spec in CLUSTERS}
+    return {"kubeconfig": str(SLOW_KUBECONFIG), "rtt_ms": rtt_ms, "audit_logs": logs, "also": extra}
 
 
-def print_round_trip(rtt_ms: int) -> None:
-    print(json.dumps(set_round_trip(rtt_ms)))
+def print_round_trip(rtt_ms: int, also: list[str]) -> None:
+    print(json.dumps(set_round_trip(rtt_ms, dict(item.split("=", 1) for item in also))))
