@@ -12,7 +12,7 @@ from kubectl_istio_remote.aggregator.tls import self_signed_pair
 from kubectl_istio_remote.deploy.install import NAME
 from kubectl_istio_remote.deploy.workload import AGGREGATOR_PORT
 from tests.e2e.conftest import Sandbox
-from tests.sandbox.operator import READY_SECONDS, wait_serving
+from tests.sandbox.operator import READY_SECONDS, ready_endpoints, wait_serving, wait_stopped
 
 
 def kubectl(sandbox: Sandbox, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -63,8 +63,10 @@ def test_the_permanent_install_serves_istioctl_every_proxy_with_the_operators_ce
         assert push.returncode != 0, push.stdout
         assert "PermissionDenied" in push.stderr and "serve --allow-debug-changes" in push.stderr, push.stderr
     finally:
+        serving = ready_endpoints()
         kubectl(sandbox, "delete", "--cascade=foreground", "--wait=true", "-f", "-", stdin=printed.stdout)
         kubectl(sandbox, "delete", "secret", f"{NAME}-tls", "--ignore-not-found")
+        wait_stopped(serving)
     assert kubectl(sandbox, "get", "pods", "-l", f"app.kubernetes.io/name={NAME}", "-o", "name").stdout.strip() == ""
 
 

@@ -99,8 +99,20 @@ def permanent_install(directory: Path) -> Iterator[Installed]:
         checked(kubectl("external", "rollout", "status", f"deployment/{NAME}", f"--timeout={READY_SECONDS}s"))
         yield Installed(authority, server_name, [f"{address}:{AGGREGATOR_PORT}" for address in wait_serving(replicas=2)])
     finally:
+        serving = ready_endpoints()
         kubectl("external", "delete", "--cascade=foreground", "--wait=true", "-f", "-", stdin=install)
         kubectl("external", "delete", "secret", f"{NAME}-tls", "--ignore-not-found")
+        wait_stopped(serving)
+
+
+def wait_stopped(addresses: list[str]) -> None:
+    """Until the deleted pods' containers have drained and stopped: kwok frees a pod's IP at once, and the next pod
+    given it (the next test's install) must not be answered by them."""
+    deadline = time.monotonic() + READY_SECONDS
+    while any(port_open(address, AGGREGATOR_PORT) for address in addresses):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{NAME}'s containers still answer on {addresses} {READY_SECONDS} s after their pods went")
+        time.sleep(0.5)
 
 
 def advertise(address: str, ca_file: Path, server_name: str) -> None:
