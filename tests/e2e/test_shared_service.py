@@ -213,16 +213,14 @@ def test_an_istiod_replica_deleted_and_recreated_under_load(sandbox: Sandbox, se
 
 
 def recreate_istiod(sandbox: Sandbox, istiod: dict) -> None:
-    """The replica's pod again, at its old address: its sidecars and the other tests know it there. kwok gives a new pod
-    the next free address, where a real cluster's replacement would also get a new one; its status is set back."""
+    """The replica's pod again, as its ReplicaSet would make it. kwok may give it another address, as a real cluster
+    would: istiod then runs there, its sidecars reconnect there, and the sandbox's list of replicas says so."""
     recreated = kubectl(sandbox, "apply", "-f", "-", stdin=json.dumps(istiod))
     assert recreated.returncode == 0, recreated.stderr
-    if mesh.wait_pod_ip("external", sandbox.istio_namespace, "istiod-1") != sandbox.istiods[1]:
-        address = {"podIP": sandbox.istiods[1], "podIPs": [{"ip": sandbox.istiods[1]}]}
-        patched = kubectl(
-            sandbox, "patch", "pod", "istiod-1", "--subresource=status", "--type=merge", "-p", json.dumps({"status": address})
-        )
-        assert patched.returncode == 0, patched.stderr
+    address = mesh.wait_pod_ip("external", sandbox.istio_namespace, "istiod-1")
+    if address != sandbox.istiods[1]:
+        mesh.move_istiod(1, address, [proxy.split(".")[0] for proxy in sandbox.proxies_of(1)])
+        sandbox.istiods[1] = address
 
 
 def test_an_aggregator_pod_deleted_under_load(sandbox: Sandbox, service: Shared, load: Load) -> None:

@@ -260,20 +260,33 @@ def _bootstrap(pod: str, address: str, istiod: str) -> dict:
 
 
 def _start_sidecars(count: int, istiods: list[str]) -> None:
-    envoy_binary = Path(envoy.__file__).parent / "_bin" / "envoy"
     for index in range(count):
         pod = f"sleep-{index}"
         apply("remote", [_pod(pod, SAMPLE_NAMESPACE, {"app": "sleep"}, "sleep", "docker.io/curlimages/curl:8.8.0")])
         address = wait_pod_ip("remote", SAMPLE_NAMESPACE, pod)
         # istioctl reads the sidecar's own config dump through a port-forward to Envoy's admin port.
         apply("remote", [port_forward(pod, SAMPLE_NAMESPACE, address, (15000,))])
-        bootstrap = STATE / f"envoy-{pod}.json"
-        bootstrap.write_text(json.dumps(_bootstrap(pod, address, istiods[index % len(istiods)])))
-        procs.start(
-            f"envoy-{pod}",
-            [envoy_binary, "-c", bootstrap, "--concurrency", "1", "--disable-hot-restart", "--log-level", "warning"],
-        )
-        log(f"started Envoy for {SAMPLE_NAMESPACE}/{pod} on {address}, connected to istiod at {istiods[index % len(istiods)]}")
+        _start_sidecar(pod, address, istiods[index % len(istiods)])
+
+
+def _start_sidecar(pod: str, address: str, istiod: str) -> None:
+    envoy_binary = Path(envoy.__file__).parent / "_bin" / "envoy"
+    bootstrap = STATE / f"envoy-{pod}.json"
+    bootstrap.write_text(json.dumps(_bootstrap(pod, address, istiod)))
+    procs.start(f"envoy-{pod}", [envoy_binary, "-c", bootstrap, "--concurrency", "1", "--disable-hot-restart", "--log-level", "warning"])
+    log(f"started Envoy for {SAMPLE_NAMESPACE}/{pod} on {address}, connected to istiod at {istiod}")
+
+
+def move_istiod(index: int, address: str, sidecars: list[str]) -> None:
+    """istiod replica `index`, whose pod was recreated at another address (kwok gives the next free one), run there;
+    its sidecars connect to it again there, as they would through istiod's Service."""
+    name = f"istiod-{index}"
+    procs.stop(name)
+    apply("external", [port_forward(name, ISTIO_NAMESPACE, address, ISTIOD_PORTS)])
+    start_istiod(index, address, context_kubeconfig("remote"), mesh_config())
+    for pod in sidecars:
+        procs.stop(f"envoy-{pod}")
+        _start_sidecar(pod, wait_pod_ip("remote", SAMPLE_NAMESPACE, pod), address)
 
 
 def up(istiods: int, proxies: int) -> None:
