@@ -43,11 +43,20 @@ Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 class Dialer(Protocol):
     """Opens a byte stream to a target; TLS, if any, is added on top by the relay."""
 
+    @property
+    def last_error(self) -> str:
+        """Why a stream it opened ended early, when the far side said so ("" when nothing was said)."""
+        ...
+
     async def open(self, target: Target) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]: ...
 
 
 class TcpDialer:
     """Dials the target's address directly: pod IPs from inside the cluster, or plain addresses."""
+
+    @property
+    def last_error(self) -> str:
+        return ""  # a TCP connection that ends says nothing more
 
     async def open(self, target: Target) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         return await asyncio.open_connection(target.host, target.port)
@@ -138,6 +147,7 @@ class Relay:
             pass  # the relay is closing; ending quietly keeps asyncio from logging a cancelled handler
         finally:
             self._pipes.difference_update(pipes)
+        self.last_error = self._dialer.last_error or self.last_error
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -39,18 +39,20 @@ def exec_kubeconfig(tmp_path: Path, server: str) -> Path:
 
 
 @pytest.mark.parametrize("command", ["proxy-status", "doctor", "cleanup"])
-def test_a_failing_credential_plugin_is_one_line_with_its_own_message(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+def test_a_failing_credential_plugin_is_one_line_after_its_own_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], command: str
 ) -> None:
+    """The plugin's stderr is the user's, as kubectl leaves it (a device-code login prints there); then our one line."""
     monkeypatch.setenv("PATH", os.defpath)
     with apiserver(tmp_path) as (cluster, script):
         kubeconfig = exec_kubeconfig(tmp_path, cluster.host)
         result = run_cli(command, "--kubeconfig", str(kubeconfig), "-i", "istio-system")
     assert result.exit_code == ExitStatus.ERROR
     assert result.stderr.splitlines() == [
-        "error: the credential plugin of context cloud failed: exit 1: login required: run mycloud auth login; "
+        "error: the credential plugin of context cloud failed: exit 1 (its own message is above); "
         "log in again as the plugin's message says, or check that context's user in your kubeconfig"
     ]
+    assert "login required: run mycloud auth login" in capfd.readouterr().err
     assert script.requests == [], "nothing is asked of the API server without credentials"
 
 

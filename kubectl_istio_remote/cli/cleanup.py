@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from kubectl_istio_remote.cli import invocation, options
+from kubectl_istio_remote.session.settings import Mode
 from kubectl_istio_remote.status import ExitStatus
 
 
@@ -25,7 +26,7 @@ def command(
     """Remove expired objects of your earlier sessions (pods, service accounts, roles, role bindings) in the istio namespace, or one session's with --session."""
     from kubectl_istio_remote.session import leftovers
 
-    settings = invocation.session_settings(ctx)
+    settings = invocation.session_settings(ctx, mode=Mode.pod)
     console = invocation.console(ctx)
     external, namespace = settings.external, settings.istio_namespace
     chosen = leftovers.select(leftovers.find(external, namespace), external.username(), everything, session)

@@ -14,7 +14,7 @@ from kubectl_istio_remote.errors import UserError
 if TYPE_CHECKING:
     from kubectl_istio_remote.aggregator.client import Connection
     from kubectl_istio_remote.native.syncz import Syncz
-    from kubectl_istio_remote.session.settings import SessionFlags, SessionSettings
+    from kubectl_istio_remote.session.settings import Mode, SessionFlags, SessionSettings
 
 T = TypeVar("T")
 
@@ -55,15 +55,21 @@ def flags(ctx: click.Context) -> SessionFlags:
     return SessionFlags.from_params(ctx.params)
 
 
-def session_settings(ctx: click.Context, earlier_errors: Callable[[], object] = lambda: None) -> SessionSettings:
+def session_settings(
+    ctx: click.Context, earlier_errors: Callable[[], object] = lambda: None, *, mode: Mode | None = None
+) -> SessionSettings:
     """The flag groups' values resolved against the clusters (contexts pinned, mode and namespace settled).
 
     `earlier_errors` is work started before (looking for istioctl): if resolving fails, its own error is raised first.
+    `mode` is the mode of a command without --mode (cleanup works on pod mode's objects, whatever is advertised).
     """
+    import dataclasses
+
     from kubectl_istio_remote.session.choice import resolve_settings
 
+    given = flags(ctx) if mode is None else dataclasses.replace(flags(ctx), mode=mode)
     try:
-        return resolve_settings(flags(ctx), console(ctx))
+        return resolve_settings(given, console(ctx))
     except UserError:
         earlier_errors()
         raise

@@ -20,10 +20,17 @@ class Action:
     context: str = ""
     host: str = ""
     name: str = ""
+    #: The user the request acted as (--as, kubeconfig `as:`), "" when not impersonating.
+    acting: str = ""
 
     @property
     def where(self) -> str:
         return f"in namespace {self.namespace} " if self.namespace else ""
+
+    @property
+    def of_context(self) -> str:
+        """`context C`, or `context C, as USER` when impersonating: the rights in question are USER's."""
+        return f"context {self.context}, as {self.acting}" if self.acting else f"context {self.context}"
 
 
 class ApiError(UserError):
@@ -67,9 +74,10 @@ def _explained(action: Action, status: int, reason: str) -> tuple[str, str]:
             f"log in again, or check the user of context {context} in your kubeconfig",
         )
     if status == 403:
+        whose = f" for {action.acting}" if action.acting else ""
         return (
-            f"forbidden: cannot {verb} {resource} {action.where}of context {context}: {reason}",
-            f"ask for RBAC '{verb}' on '{resource}', or run `kubectl istio-remote doctor`",
+            f"forbidden: cannot {verb} {resource} {action.where}of {action.of_context}: {reason}",
+            f"ask for RBAC '{verb}' on '{resource}'{whose}, or run `kubectl istio-remote doctor`",
         )
     if status == 404 and f'namespaces "{action.namespace}" not found' in reason:
         return f"namespace {action.namespace} not found in context {context}", "check -i/--istio-namespace"

@@ -57,7 +57,8 @@ class Cluster:
 
     def action(self, verb: str, kind: Kind, namespace: str = "", name: str = "", subresource: str = "") -> Action:
         resource = f"{kind.plural}/{subresource}" if subresource else kind.plural
-        return Action(verb, resource, namespace if kind.namespaced else "", self.context, self.host, name)
+        impersonated = self.transport.endpoint.impersonated
+        return Action(verb, resource, namespace if kind.namespaced else "", self.context, self.host, name, impersonated)
 
     def create(self, kind: Kind, namespace: str, body: Object, *, name: str = "", subresource: str = "") -> Object:
         action = self.action("create", kind, namespace, name, subresource)
@@ -136,7 +137,15 @@ class Cluster:
             raise UnreachableError(action, error) from None
         if not 200 <= status <= 299:
             raise ApiError(action, status, server_message(answer, reason or str(status)))
-        return json.loads(answer) if answer else {}
+        try:
+            return json.loads(answer) if answer else {}
+        except ValueError:
+            start = " ".join(answer[:60].decode(errors="replace").split())
+            raise UserError(
+                f"the API server of context {self.context} ({self.host}) answered {method} {path} with something that is not JSON "
+                f"({start!r}...)",
+                "is the server address right? a proxy or a login page in between answers instead of the API server",
+            ) from None
 
 
 def _selectors(labels: str, fields: str) -> list[tuple[str, str]]:

@@ -1,9 +1,13 @@
-"""Who a request is sent as: a kubeconfig user's token, token file, password or exec credential plugin.
+"""Who a request is sent as: a kubeconfig user's token, token file, password, client certificate or exec plugin.
 
-The exec plugin protocol (client.authentication.k8s.io) is run here, as kubectl runs it, so a
-failing plugin is one line with its own message before anything is sent. The legacy auth
-providers (oidc, gcp, azure) go through the official client's kubeconfig loader, which is only
-imported for them.
+Chosen as client-go chooses (tools/clientcmd, transport, plugin/pkg/client/auth/exec): a token file
+wins over an inline token; a token, a password or a client certificate each win over an exec
+plugin, which then never runs; a token beside a password is refused, in kubectl's words. The exec
+plugin protocol (client.authentication.k8s.io) is run here as kubectl runs it: its stderr is the
+user's (a device-code login prints there), it runs again when its credential expires or a request
+is answered 401, and a failing plugin is one line before anything is sent. The legacy auth
+providers (oidc, gcp, azure) go through the official client's kubeconfig loader, imported for
+them only.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import base64
 import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -22,74 +27,107 @@ from typing import Any, NoReturn, Protocol
 
 from kubectl_istio_remote.errors import UserError
 
-#: A plugin's token is run for again this long before it expires, so no request carries a stale one.
+#: A plugin's credential is run for again this long before it expires, so no request carries a stale one.
 EXPIRY_MARGIN_SECONDS = 10.0
 LOGIN_HINT = "log in again as the plugin's message says, or check that context's user in your kubeconfig"
+USER_HINT = "fix that user in your kubeconfig"
+INTERACTIVE_MODES = ("Never", "IfAvailable", "Always")
+#: Plugin API versions whose kubeconfig entries may leave interactiveMode out (clientcmd's defaults).
+DEFAULTS_TO_IF_AVAILABLE = ("client.authentication.k8s.io/v1beta1", "client.authentication.k8s.io/v1alpha1")
+#: Go's textproto: a header value may not hold control characters other than tab.
+INVALID_IN_HEADER = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", re.IGNORECASE)
 
 
 class Credential(Protocol):
-    def authorization(self) -> str | None:
+    def authorization(self) -> bytes | None:
         """The Authorization header's value, current at the time of the call; None sends none."""
 
+    def client_pair(self) -> tuple[bytes, bytes] | None:
+        """A client certificate and key (PEM) that replaced the kubeconfig's since (an exec plugin's), or None."""
 
-@dataclass(frozen=True)
-class Anonymous:
-    def authorization(self) -> str | None:
+    def unauthorized(self, sent: bytes | None) -> None:
+        """A request sent with `sent` was answered 401."""
+
+
+class Static:
+    """A bearer token or a password written in the kubeconfig (or given as --token), or nothing."""
+
+    def __init__(self, value: bytes | None = None) -> None:
+        self._value = value
+
+    def authorization(self) -> bytes | None:
+        return self._value
+
+    def client_pair(self) -> tuple[bytes, bytes] | None:
         return None
 
-
-@dataclass(frozen=True)
-class Header:
-    """A bearer token or a password written in the kubeconfig."""
-
-    value: str
-
-    def authorization(self) -> str | None:
-        return self.value
+    def unauthorized(self, sent: bytes | None) -> None:
+        """Nothing to ask again: the request's own error tells the user to log in."""
 
 
-@dataclass(frozen=True)
-class TokenFile:
+class TokenFile(Static):
     """A token file, read at each request: a projected service-account token is rotated under a running process."""
 
-    path: Path
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
 
-    def authorization(self) -> str | None:
+    def authorization(self) -> bytes | None:
         try:
-            return f"Bearer {self.path.read_text().strip()}"
+            token = self.path.read_bytes().strip()
         except OSError as error:
             raise UserError(
                 f"cannot read the token file {self.path}: {error.strerror}", "check the user's tokenFile in your kubeconfig"
             ) from None
+        return header_value(b"Bearer " + token, f"the token in {self.path}")
+
+
+def header_value(value: bytes, what: str) -> bytes:
+    """`value` if a header can carry it; else the error Go's net/http gives, without the value (a secret)."""
+    if INVALID_IN_HEADER.search(value):
+        raise UserError(
+            f'{what} holds a line break or another control character: net/http: invalid header field value for "Authorization"',
+            "remove it (a trailing newline, often)",
+        )
+    return value
 
 
 @dataclass(frozen=True)
 class PluginAnswer:
     token: str | None
-    #: The client certificate and key (PEM), when the plugin answers with those instead of a token.
+    #: The client certificate and key (PEM), when the plugin answers with those.
     pair: tuple[bytes, bytes] | None
     expires: float | None
 
 
 class ExecPlugin:
-    """An exec credential plugin (aws eks get-token, gke-gcloud-auth-plugin, kubelogin): run again when its token expires."""
+    """An exec credential plugin (aws eks get-token, gke-gcloud-auth-plugin, kubelogin): run again when its answer
+    expires or a request with its token is answered 401."""
 
     def __init__(self, context: str, spec: dict[str, Any], base: Path, cluster: dict[str, Any]) -> None:
-        if not spec.get("command") or not spec.get("apiVersion"):
-            raise UserError(f"the exec credential plugin of context {context} lacks command or apiVersion", LOGIN_HINT)
         self.context, self._spec, self._base, self._cluster = context, spec, base, cluster
         self._lock = threading.Lock()
         self._answer = self.run()
 
-    @property
-    def pair(self) -> tuple[bytes, bytes] | None:
-        return self._answer.pair
+    def authorization(self) -> bytes | None:
+        answer = self._current()
+        return header_value(f"Bearer {answer.token}".encode(), f"the token of context {self.context}'s plugin") if answer.token else None
 
-    def authorization(self) -> str | None:
+    def client_pair(self) -> tuple[bytes, bytes] | None:
+        return self._current().pair
+
+    def unauthorized(self, sent: bytes | None) -> None:
+        """client-go's maybeRefreshCreds: run again, unless another request has already done it."""
+        with self._lock:
+            if sent == (f"Bearer {self._answer.token}".encode() if self._answer.token else None):
+                self._answer = self.run()
+
+    def _current(self) -> PluginAnswer:
         with self._lock:
             if self._answer.expires is not None and self._answer.expires - EXPIRY_MARGIN_SECONDS < time.time():
                 self._answer = self.run()
-            return f"Bearer {self._answer.token}" if self._answer.token else None
+            return self._answer
 
     def run(self) -> PluginAnswer:
         spec = self._spec
@@ -102,19 +140,16 @@ class ExecPlugin:
             self._fail("it needs a terminal (interactiveMode Always) and standard input is not one")
         info: dict[str, Any] = {"interactive": interactive}
         if spec.get("provideClusterInfo"):
-            info["cluster"] = {key: value for key, value in self._cluster.items() if key != "extensions"}
-            for extension in self._cluster.get("extensions") or []:
-                if extension.get("name") == "client.authentication.k8s.io/exec":
-                    info["cluster"]["config"] = extension.get("extension")
+            info["cluster"] = self._cluster
         env = {**os.environ, **{str(item["name"]): str(item["value"]) for item in spec.get("env") or []}}
         env["KUBERNETES_EXEC_INFO"] = json.dumps({"apiVersion": spec["apiVersion"], "kind": "ExecCredential", "spec": info})
         try:
+            # Its stderr is the user's, as kubectl leaves it: a device-code login prints its code there.
             done = subprocess.run(
                 [command, *map(str, spec.get("args") or [])],
                 env=env,
                 stdin=None if interactive else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
-                stderr=None if interactive else subprocess.PIPE,
                 text=True,
                 check=False,
             )
@@ -122,8 +157,7 @@ class ExecPlugin:
             hint = " ".join(str(spec.get("installHint") or "").split())
             self._fail(f"cannot run {command}: {error.strerror}", hint or LOGIN_HINT)
         if done.returncode != 0:
-            said = " ".join((done.stderr or "").split()).rstrip(":")
-            self._fail(f"exit {done.returncode}" + (f": {said}" if said else ""))
+            self._fail(f"exit {done.returncode} (its own message is above)")
         return self._parsed(done.stdout)
 
     def _parsed(self, printed: str) -> PluginAnswer:
@@ -135,7 +169,7 @@ class ExecPlugin:
             return PluginAnswer(
                 str(token) if token else None,
                 (certificate.encode(), key.encode()) if certificate and key else None,
-                datetime.datetime.fromisoformat(expires).timestamp() if expires else None,
+                rfc3339(expires) if expires else None,
             )
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             self._fail(f"its answer is not an ExecCredential ({type(error).__name__}: {error})")
@@ -144,10 +178,21 @@ class ExecPlugin:
         raise UserError(f"the credential plugin of context {self.context} failed: {detail}", hint)
 
 
-class AuthProvider:
+def rfc3339(stamp: str) -> float:
+    """Seconds since the epoch of an RFC 3339 time as Go writes it (`Z`, nanoseconds), on every Python we claim."""
+    match = RFC3339.match(stamp.strip())
+    if not match:
+        raise ValueError(f"expirationTimestamp {stamp!r} is not RFC 3339")
+    whole, fraction, zone = match.groups()
+    parsed = datetime.datetime.fromisoformat(whole + ("+00:00" if zone.upper() == "Z" else zone))
+    return parsed.timestamp() + float(fraction or 0)
+
+
+class AuthProvider(Static):
     """A legacy `auth-provider` (oidc, gcp, azure), which only the official client's loader knows; it refreshes the token."""
 
     def __init__(self, context: str, user: dict[str, Any], base: Path, cluster: dict[str, Any]) -> None:
+        super().__init__()
         from kubernetes import client
         from kubernetes import config as kube_config
 
@@ -165,25 +210,58 @@ class AuthProvider:
         except kube_config.ConfigException as error:
             raise UserError(f"the auth-provider of context {context} failed: {error}", LOGIN_HINT) from None
 
-    def authorization(self) -> str | None:
+    def authorization(self) -> bytes | None:
         value = self._configuration.get_api_key_with_prefix("BearerToken")
-        return str(value) if value else None
+        return str(value).encode() if value else None
+
+
+def check_user(name: str, user: dict[str, Any]) -> None:
+    """clientcmd's validateAuthInfo: what kubectl refuses to run with, in its words."""
+    methods = [
+        method for method, present in (("token", user.get("token")), ("basicAuth", user.get("username") or user.get("password"))) if present
+    ]
+    if len(methods) > 1:
+        raise UserError(
+            f"more than one authentication method found for {name}; found [{' '.join(methods)}], only one is allowed", USER_HINT
+        )
+    if (user.get("client-certificate") or user.get("client-certificate-data")) and not (
+        user.get("client-key") or user.get("client-key-data")
+    ):
+        raise UserError(
+            f"client-key-data or client-key must be specified for {name} to use the clientCert authentication method.", USER_HINT
+        )
+    if (user.get("as-uid") or user.get("as-groups") or user.get("as-user-extra")) and not user.get("as"):
+        raise UserError(f"requesting uid, groups or user-extra for {name} without impersonating a user", USER_HINT)
+    spec = user.get("exec")
+    if spec:
+        problems = [
+            f"{field} must be specified for {name} to use exec authentication plugin"
+            for field in ("command", "apiVersion")
+            if not spec.get(field)
+        ]
+        mode = spec.get("interactiveMode")
+        if not mode and spec.get("apiVersion") not in DEFAULTS_TO_IF_AVAILABLE:
+            problems.append(f"interactiveMode must be specified for {name} to use exec authentication plugin")
+        elif mode and mode not in INTERACTIVE_MODES:
+            problems.append(f'invalid interactiveMode for {name}: "{mode}"')
+        if problems:
+            raise UserError("; ".join(problems), USER_HINT)
 
 
 def credential_for(
-    context: str, user: dict[str, Any], base: Path, cluster: dict[str, Any]
-) -> tuple[Credential, tuple[bytes, bytes] | None]:
-    """The credential of a kubeconfig user, and the client certificate an exec plugin answered with."""
-    if spec := user.get("exec"):
-        plugin = ExecPlugin(context, spec, base, cluster)
-        return plugin, plugin.pair
-    if token := user.get("token"):
-        return Header(f"Bearer {token}"), None
+    context: str, name: str, user: dict[str, Any], base: Path, cluster: dict[str, Any], exec_cluster: dict[str, Any]
+) -> Credential:
+    """The credential of kubeconfig user `name` (already checked): what its requests' Authorization header carries."""
     if path := user.get("tokenFile"):
-        return TokenFile(base / Path(path).expanduser()), None
-    if user.get("username") and user.get("password"):
-        basic = base64.b64encode(f"{user['username']}:{user['password']}".encode()).decode()
-        return Header(f"Basic {basic}"), None
+        return TokenFile(base / Path(path).expanduser())
+    if token := user.get("token"):
+        return Static(header_value(f"Bearer {token}".encode(), f"the token of user {name}"))
+    if user.get("username") or user.get("password"):
+        return Static(b"Basic " + base64.b64encode(f"{user.get('username', '')}:{user.get('password', '')}".encode()))
     if user.get("auth-provider"):
-        return AuthProvider(context, user, base, cluster), None
-    return Anonymous(), None
+        return AuthProvider(context, user, base, cluster)
+    if spec := user.get("exec"):
+        if user.get("client-certificate") or user.get("client-certificate-data"):
+            return Static()  # a client certificate wins: the plugin never runs, as in client-go
+        return ExecPlugin(context, spec, base, exec_cluster)
+    return Static()

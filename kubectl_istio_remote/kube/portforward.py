@@ -31,11 +31,17 @@ CHUNK = 256 * 1024
 
 
 class Tunnel:
-    """One port-forward stream: `socket` is ours to read and write; closing it ends the websocket."""
+    """One port-forward stream: `socket` is ours to read and write; closing it ends the websocket.
 
-    def __init__(self, websocket: WebSocket, port: int) -> None:
+    What the API server says on the error channel (the pod does not listen on the port yet, say)
+    is logged and kept in `error`: the stream then ends, and that is why.
+    """
+
+    def __init__(self, websocket: WebSocket, port: int, where: str = "") -> None:
         self.socket, inner = socket.socketpair()
         self._websocket = websocket
+        self._where = where or f"port {port}"
+        self.error = ""
         threading.Thread(target=self._pump, args=(inner,), name=f"port-forward {port}", daemon=True).start()
 
     def _pump(self, local: socket.socket) -> None:
@@ -63,8 +69,9 @@ class Tunnel:
                                 seen[channel] = True  # the port number
                             elif channel == DATA:
                                 to_local += payload
-                            else:
-                                log.debug("port-forward: %s", payload.decode(errors="replace"))
+                            elif payload.strip():
+                                self.error = " ".join(payload.decode(errors="replace").split())
+                                log.warning("port-forward to %s: %s", self._where, self.error)
                         if not (isinstance(remote, ssl.SSLSocket) and remote.pending()):
                             break
                 if local in readable:
@@ -96,7 +103,7 @@ def open_tunnel(cluster: Cluster, namespace: str, pod: str, port: int) -> Tunnel
         raise ApiError(action, error.status_code, server_message(body, str(error.status_message or error))) from None
     except (WebSocketException, OSError) as error:
         raise UnreachableError(action, error) from None
-    return Tunnel(websocket, port)
+    return Tunnel(websocket, port, f"pod {namespace}/{pod} port {port}")
 
 
 class PortForwardDialer:
@@ -104,7 +111,14 @@ class PortForwardDialer:
 
     def __init__(self, cluster: Cluster) -> None:
         self._cluster = cluster
+        self._tunnels: list[Tunnel] = []
+
+    @property
+    def last_error(self) -> str:
+        """What the API server last said on a tunnel's error channel ("" when nothing)."""
+        return next((tunnel.error for tunnel in reversed(self._tunnels) if tunnel.error), "")
 
     async def open(self, target: Target) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         tunnel = await asyncio.to_thread(open_tunnel, self._cluster, target.namespace, target.name, target.port)
+        self._tunnels = [*self._tunnels[-7:], tunnel]
         return await asyncio.open_connection(sock=tunnel.socket)

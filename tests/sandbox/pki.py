@@ -58,9 +58,17 @@ class Authority:
         )
 
     def issue(
-        self, name: str, common_name: str, *, groups: tuple[str, ...] = (), server: bool = False, dns_names: tuple[str, ...] = ()
+        self,
+        name: str,
+        common_name: str,
+        *,
+        groups: tuple[str, ...] = (),
+        server: bool = False,
+        dns_names: tuple[str, ...] = (),
+        ip_addresses: tuple[str, ...] = (),
     ) -> tuple[Path, Path]:
-        """Write <name>.crt/.key once; return their paths. Server certs cover `dns_names`, else localhost and 127.0.0.1."""
+        """Write <name>.crt/.key once; return their paths. Server certs cover `dns_names` and `ip_addresses`, else
+        localhost and 127.0.0.1."""
         cert_path, key_path = self.directory / f"{name}.crt", self.directory / f"{name}.key"
         if cert_path.exists():
             return cert_path, key_path
@@ -78,6 +86,7 @@ class Authority:
         )
         if server:
             names: list[x509.GeneralName] = [x509.DNSName(dns_name) for dns_name in dns_names]
+            names += [x509.IPAddress(ipaddress.ip_address(address)) for address in ip_addresses]
             if not names:
                 names = [
                     x509.DNSName("localhost"),
