@@ -174,11 +174,36 @@ def _kwok_module() -> Path:
     return Path(json.loads(build.go_module_info("sigs.k8s.io/kwok", build.KWOK_VERSION))["Dir"])
 
 
+#: kwok's pod-ready stage marks every container ready at once; a container with a readinessProbe is left not ready,
+#: for the pod runner's prober (probes.py) to mark, as a kubelet would, once its probe passes.
+READY_BY_PROBE = (
+    (
+        "type: Initialized\n",
+        "type: Initialized\n      {{ $probed := false }}{{ range .spec.containers }}{{ if .readinessProbe }}{{ $probed = true }}{{ end }}{{ end }}\n",
+    ),
+    ('status: "True"\n        type: Ready\n', 'status: {{ if $probed }}"False"{{ else }}"True"{{ end }}\n        type: Ready\n'),
+    (
+        'status: "True"\n        type: ContainersReady\n',
+        'status: {{ if $probed }}"False"{{ else }}"True"{{ end }}\n        type: ContainersReady\n',
+    ),
+    (
+        "name: {{ .name | Quote }}\n        ready: true\n        restartCount: 0\n        state:",
+        "name: {{ .name | Quote }}\n        ready: {{ if .readinessProbe }}false{{ else }}true{{ end }}\n        restartCount: 0\n        state:",
+    ),
+)
+
+
 def _kwok_config() -> Path:
-    """kwok's own default stages: nodes become Ready, pods Running with an IP, deleted pods go."""
+    """kwok's own default stages: nodes become Ready, pods Running with an IP (Ready unless a probe must say so), deleted pods go."""
     path = STATE / "kwok.yaml"
     stages = _kwok_module() / "kustomize" / "stage"
-    path.write_text("\n---\n".join((stages / name).read_text() for name in KWOK_STAGES))
+    documents = [(stages / name).read_text() for name in KWOK_STAGES]
+    ready = KWOK_STAGES.index("pod/fast/pod-ready.yaml")
+    for old, new in READY_BY_PROBE:
+        if documents[ready].count(old) != 1:
+            raise RuntimeError(f"kwok's pod-ready stage changed ({old!r} not found once): update READY_BY_PROBE")
+        documents[ready] = documents[ready].replace(old, new)
+    path.write_text("\n---\n".join(documents))
     return path
 
 

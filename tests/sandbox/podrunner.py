@@ -14,6 +14,7 @@ Run as `python -m tests.sandbox.podrunner` (started by `up`, stopped by `down`).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 import signal
 import sys
@@ -29,6 +30,7 @@ from tests.sandbox import containers, volumes
 from tests.sandbox.clusters import KUBECONFIG, api, apply, cluster
 from tests.sandbox.mesh import port_forward
 from tests.sandbox.paths import STATE, log
+from tests.sandbox.probes import ReadinessProber
 from tests.sandbox.procs import LOGS
 
 CONTEXT = "external"
@@ -48,6 +50,8 @@ class Started:
     #: Each mounted Secret's local directory and the Secret's name: updated when the Secret changes.
     secrets: tuple[tuple[str, str], ...] = ()
     pod_ip: str = ""
+    #: Marks the pod Ready when its readinessProbe passes (None: kwok marked it Ready).
+    prober: ReadinessProber | None = None
 
 
 #: Containers of deleted pods still in their grace period, by pod IP. kwok gives a freed IP to the next pod
@@ -174,7 +178,8 @@ def _start(pod: client.V1Pod, core: client.CoreV1Api) -> Started:
         lingering.join(DEFAULT_GRACE_SECONDS + 5)
     containers.run(name, pod, container, _args(container, addresses), env, mounts, LOGS / f"{name}.log")
     log(f"pod runner: started {pod.metadata.namespace}/{pod.metadata.name} from {container.image} on {forward_to}")
-    return Started(name, deadline, secrets=tuple(secrets.values()), pod_ip=pod.status.pod_ip)
+    prober = ReadinessProber(pod, core).start() if ReadinessProber.wanted(pod) else None
+    return Started(name, deadline, secrets=tuple(secrets.values()), pod_ip=pod.status.pod_ip, prober=prober)
 
 
 def _report_container(core: client.CoreV1Api, pod: client.V1Pod, state: dict) -> None:
@@ -234,7 +239,7 @@ def run(stop: threading.Event) -> None:
                     seen.add((event["object"].metadata.namespace, event["object"].metadata.name))
                 # Each window opens with every existing pod: one not seen was deleted while the API server was away.
                 for key in started.keys() - seen:
-                    containers.stop(started.pop(key).container)
+                    _halt(started.pop(key))
                     log(f"pod runner: stopped {key[0]}/{key[1]}, gone while the watch was down")
             except client.ApiException as error:
                 log(f"pod runner: watch failed: {error.reason}")
@@ -245,13 +250,19 @@ def run(stop: threading.Event) -> None:
             now = datetime.datetime.now(datetime.timezone.utc)
             for key, entry in list(started.items()):
                 if entry.deadline and now >= entry.deadline:
-                    containers.stop(entry.container)
+                    _halt(entry)
                     _fail_past_deadline(key, core)
                     started[key] = Started(entry.container, None)
                 else:
                     started[key] = _follow(key, entry, core)
     for entry in started.values():
-        containers.stop(entry.container)
+        _halt(entry)
+
+
+def _halt(entry: Started) -> None:
+    if entry.prober:
+        entry.prober.stop()
+    containers.stop(entry.container)
 
 
 def _follow(key: tuple[str, str], entry: Started, core: client.CoreV1Api) -> Started:
@@ -267,6 +278,8 @@ def _follow(key: tuple[str, str], entry: Started, core: client.CoreV1Api) -> Sta
     if entry.pull_error:
         state = {"waiting": {"reason": "ImagePullBackOff", "message": f"Back-off pulling image: {entry.pull_error}"}}
     elif (code := containers.exit_code(entry.container)) is not None:
+        if entry.prober:
+            entry.prober.stop()
         state = {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error"}}
         log(f"pod runner: {key[0]}/{key[1]} exited with {code}")
     else:
@@ -277,7 +290,7 @@ def _follow(key: tuple[str, str], entry: Started, core: client.CoreV1Api) -> Sta
         if error.status != 404:
             raise
         # Deleted since the last event: nothing to report; its DELETED event removes the container.
-    return Started(entry.container, entry.deadline, entry.pull_error, settled=True, secrets=entry.secrets, pod_ip=entry.pod_ip)
+    return dataclasses.replace(entry, settled=True)
 
 
 def _handle(kind: str, pod: client.V1Pod, started: dict[tuple[str, str], Started], core: client.CoreV1Api) -> None:
@@ -288,6 +301,8 @@ def _handle(kind: str, pod: client.V1Pod, started: dict[tuple[str, str], Started
     if gone:
         entry = started.pop(key, None)
         if entry:
+            if entry.prober:
+                entry.prober.stop()
             # The delete's own grace period wins over the pod's, as with a kubelet (pod mode deletes with 0).
             grace = pod.metadata.deletion_grace_period_seconds
             grace = pod.spec.termination_grace_period_seconds if grace is None else grace
