@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 
 from kubectl_istio_remote import __version__
@@ -130,16 +131,26 @@ def test_the_image_runs_the_plugin_as_the_uid_the_pod_specs_declare() -> None:
     assert ["ENTRYPOINT", '["kubectl-istio_remote"]'] in final
 
 
-def test_the_release_workflow_passes_actionlint() -> None:
-    """The workflow only runs on a tag push on GitHub; actionlint checks its syntax, expressions, runner labels and action inputs."""
+@pytest.mark.parametrize("workflow", ["release.yml", "ci.yml"])
+def test_the_workflows_pass_actionlint(workflow: str) -> None:
+    """They run only on GitHub; actionlint checks their syntax, expressions, runner labels and action inputs."""
     result = subprocess.run(
-        [str(build.binary("actionlint")), "-no-color", ".github/workflows/release.yml"],
+        [str(build.binary("actionlint")), "-no-color", f".github/workflows/{workflow}"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ci_tests_every_python_the_package_claims() -> None:
+    """The unit suite's matrix is the classifiers' Python versions, the oldest of them requires-python's floor."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    claimed = [c.rsplit(" :: ", 1)[1] for c in project["classifiers"] if c.startswith("Programming Language :: Python :: 3.")]
+    matrix = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())["jobs"]["unit"]["strategy"]["matrix"]["python"]
+    assert matrix == claimed, "ci.yml's unit matrix and pyproject.toml's classifiers name the same Pythons"
+    assert project["requires-python"] == f">={claimed[0]}"
 
 
 def test_pipx_install_gives_kubectl_istio_remote(tools: Path, tmp_path: Path) -> None:

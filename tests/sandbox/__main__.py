@@ -12,7 +12,8 @@ from tests.sandbox.paths import log
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.sandbox", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("build", help="build and cache every Go component")
+    build_parser = commands.add_parser("build", help="build and cache every Go component and the image, or only those named")
+    build_parser.add_argument("components", nargs="*", metavar="COMPONENT", help="e.g. kubernetes (kubectl, the API server), image")
     up = commands.add_parser("up", help="start the sandbox (idempotent)")
     up.add_argument("--istiods", type=int, default=3)
     up.add_argument("--proxies", type=int, default=6)
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "build":
-            build.build_all()
+            build.build_all(args.components or None)
         elif args.command == "up":
             from tests.sandbox import sandbox
 

@@ -194,6 +194,9 @@ def build(comp: Component) -> float:
 
 
 def build_all(names: list[str] | None = None) -> dict[str, float]:
+    unknown = set(names or ()) - {comp.name for comp in COMPONENTS} - {"image"}
+    if unknown:
+        raise BuildError(f"no component {', '.join(sorted(unknown))}: choose from {', '.join(c.name for c in COMPONENTS)}, image")
     spent = {}
     for comp in COMPONENTS:
         if names and comp.name not in names:

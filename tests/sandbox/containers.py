@@ -101,10 +101,14 @@ def stop_soon(name: str, grace: int) -> threading.Thread:
     return stopping
 
 
+def names() -> list[str]:
+    """Every sandbox pod container there now, running or stopping."""
+    return image.podman("ps", "-a", "--filter", f"label={LABEL}", "--format", "{{.Names}}", check=False).stdout.split()
+
+
 def remove_all() -> list[str]:
     """Every sandbox pod container still there (a runner that was killed): removed; their names."""
-    listed = image.podman("ps", "-a", "--filter", f"label={LABEL}", "--format", "{{.Names}}", check=False)
-    names = listed.stdout.split()
-    for name in names:
+    names_left = names()
+    for name in names_left:
         stop(name)
-    return names
+    return names_left

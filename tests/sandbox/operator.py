@@ -21,6 +21,7 @@ import yaml
 
 from kubectl_istio_remote.deploy.install import NAME
 from kubectl_istio_remote.deploy.workload import AGGREGATOR_PORT
+from tests.sandbox import containers
 from tests.sandbox.clusters import KUBECONFIG, LIMITED_USER, apply
 from tests.sandbox.mesh import ISTIO_NAMESPACE
 from tests.sandbox.pki import Authority
@@ -106,12 +107,13 @@ def permanent_install(directory: Path) -> Iterator[Installed]:
 
 
 def wait_stopped(addresses: list[str]) -> None:
-    """Until the deleted pods' containers have drained and stopped: kwok frees a pod's IP at once, and the next pod
-    given it (the next test's install) must not be answered by them."""
+    """Until the deleted pods' containers have drained and are gone: kwok frees a pod's IP at once, and the next pod
+    given it (the next test's install) must not be answered by them; and a test stops every container it started."""
     deadline = time.monotonic() + READY_SECONDS
-    while any(port_open(address, AGGREGATOR_PORT) for address in addresses):
+    prefix = f"pod-{ISTIO_NAMESPACE}-{NAME}-"
+    while any(port_open(address, AGGREGATOR_PORT) for address in addresses) or any(n.startswith(prefix) for n in containers.names()):
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{NAME}'s containers still answer on {addresses} {READY_SECONDS} s after their pods went")
+            raise RuntimeError(f"{NAME}'s containers still there ({addresses}) {READY_SECONDS} s after their pods went")
         time.sleep(0.5)
 
 
