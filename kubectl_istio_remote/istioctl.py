@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from kubectl_istio_remote.errors import UserError
 
@@ -19,6 +20,8 @@ STABLE_XDS_PROXY_STATUS = (1, 22)
 # From 1.28 istioctl resolves the default revision by watching MutatingWebhookConfigurations in
 # the mesh cluster, even with ISTIOCTL_XDS_ADDRESS set; without that right it waits until timeout.
 WATCHES_WEBHOOKS = (1, 28)
+#: istioctl 1.27 added --kubeclient-timeout (kubectl's --request-timeout; before it, its own 15 s applies).
+KUBECLIENT_TIMEOUT = (1, 27)
 VERSION_SECONDS = 30
 VERSION_CACHE_NAME = "istioctl-versions.json"
 VERSION_CACHE_ENTRIES = 16
@@ -122,8 +125,41 @@ def environment(address: str, istio_namespace: str) -> dict[str, str]:
     }
 
 
-def cluster_flags(kubeconfig: str | None, context: str) -> list[str]:
-    return (["--kubeconfig", kubeconfig] if kubeconfig else []) + ["--context", context]
+#: Of kubectl's connection flags, istioctl (istioctl/pkg/cli/option.go) takes --kubeconfig, --context and the
+#: impersonation ones; these it has no flag for, and a kubeconfig of ours would have to stand in for the user's.
+NOT_TAKEN = ("user", "cluster", "server", "token", "certificate_authority", "client_certificate", "client_key", "tls_server_name")
+
+
+class ConnectionFlags(Protocol):
+    """What of kubectl's connection flags istioctl is handed (kube.overrides.ConnectionFlags has them)."""
+
+    @property
+    def impersonate(self) -> str | None: ...
+    @property
+    def impersonate_groups(self) -> tuple[str, ...]: ...
+    @property
+    def impersonate_uid(self) -> str | None: ...
+    @property
+    def insecure_skip_tls_verify(self) -> bool: ...
+    @property
+    def request_seconds(self) -> float | None: ...
+
+
+def flags_not_taken(flags: ConnectionFlags) -> list[str]:
+    """The connection flags given that istioctl cannot be handed (the plugin then prints the answer itself)."""
+    given = [f"--{name.replace('_', '-')}" for name in NOT_TAKEN if getattr(flags, name)]
+    return given + (["--insecure-skip-tls-verify"] if flags.insecure_skip_tls_verify else [])
+
+
+def cluster_flags(istioctl: Istioctl, kubeconfig: str | None, context: str, flags: ConnectionFlags) -> list[str]:
+    """istioctl's own flags for the mesh cluster, acting as the plugin acts (--as*), within --request-timeout."""
+    argv = (["--kubeconfig", kubeconfig] if kubeconfig else []) + ["--context", context]
+    argv += ["--as", flags.impersonate] if flags.impersonate else []
+    argv += [arg for group in flags.impersonate_groups for arg in ("--as-group", group)]
+    argv += ["--as-uid", flags.impersonate_uid] if flags.impersonate_uid else []
+    if flags.request_seconds is not None and (istioctl.release >= KUBECLIENT_TIMEOUT or istioctl.release == (0,)):
+        argv += ["--kubeclient-timeout", f"{flags.request_seconds:g}s"]
+    return argv
 
 
 def find_soon(explicit: str | None) -> Callable[[], Istioctl | None]:

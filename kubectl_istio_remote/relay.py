@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import sys
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -72,6 +73,20 @@ def client_tls_context(ca_file: str | None) -> ssl.SSLContext:
     return context
 
 
+async def start_tls(writer: asyncio.StreamWriter, context: ssl.SSLContext, server_hostname: str | None) -> None:
+    """TLS over an open stream (a port-forward's, a proxy's), in place: StreamWriter.start_tls, which Python 3.10 lacks."""
+    if sys.version_info >= (3, 11):
+        await writer.start_tls(context, server_hostname=server_hostname)
+        return
+    # What 3.11's StreamWriter.start_tls does: the loop's start_tls, then the writer and its protocol on the new transport.
+    protocol = writer.transport.get_protocol()
+    await writer.drain()
+    transport = await asyncio.get_running_loop().start_tls(writer.transport, protocol, context, server_hostname=server_hostname)
+    writer._transport = transport  # type: ignore[attr-defined]
+    protocol._transport = transport  # type: ignore[attr-defined]
+    protocol._over_ssl = True  # type: ignore[attr-defined]
+
+
 class Relay:
     """Listens on 127.0.0.1 and joins every accepted connection to a new stream to `target`."""
 
@@ -109,10 +124,7 @@ class Relay:
     async def _dial(self) -> Stream:
         remote_reader, remote_writer = await asyncio.wait_for(self._dialer.open(self.target), CONNECT_TIMEOUT_SECONDS)
         if self._tls is not None:
-            await asyncio.wait_for(
-                remote_writer.start_tls(self._tls, server_hostname=self.target.authority or None),
-                CONNECT_TIMEOUT_SECONDS,
-            )
+            await asyncio.wait_for(start_tls(remote_writer, self._tls, self.target.authority or None), CONNECT_TIMEOUT_SECONDS)
         return remote_reader, remote_writer
 
     async def _connect(self) -> Stream:

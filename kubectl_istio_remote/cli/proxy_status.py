@@ -40,16 +40,22 @@ def command(
     settings = invocation.session_settings(ctx, earlier_errors=lookup)
     istioctl = lookup()
     console = invocation.console(ctx)
+    given = invocation.flags(ctx).connection
     if not native and istioctl is None:
         console.progress("istioctl is not on PATH: printing the answer natively (--native)")
     elif istioctl is not None and output in options.STRUCTURED and istioctl.release < ISTIOCTL_STRUCTURED_OUTPUT:
         console.progress(f"istioctl {istioctl.version} has no -o {output} for proxy-status: printing it natively")
         istioctl = None
+    elif istioctl is not None and (not_taken := istioctl_adapter.flags_not_taken(given)):
+        console.progress(f"istioctl takes no {', '.join(not_taken)}: printing the answer natively")
+        istioctl = None
+    elif istioctl is not None and given.request_seconds and istioctl.release < istioctl_adapter.KUBECLIENT_TIMEOUT:
+        console.progress(f"istioctl {istioctl.version} has no --kubeclient-timeout: its own 15 s limit applies to its requests")
     if istioctl is not None:
         with signals_interrupt(), open_session(settings, console, istioctl=istioctl) as connection:
             argv = [
                 istioctl.path,
-                *istioctl_adapter.cluster_flags(settings.mesh.kubeconfig, settings.mesh.context),
+                *istioctl_adapter.cluster_flags(istioctl, settings.mesh.kubeconfig, settings.mesh.context, given),
                 *istioctl.proxy_status_command(),
                 *([pod] if pod else []),
                 *(["-n", namespace] if namespace else []),
