@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import tempfile
 import time
@@ -120,7 +119,6 @@ def coalesced(metrics: str | None) -> str:
 async def measure(
     tree: Path | None, max_memory: str | None, calls: int, proxies: int, one_caller: bool, pair: tuple[Path, Path, bytes]
 ) -> Row:
-    env = {**os.environ, "PYTHONPATH": str(tree)} if tree else None
     cert, key, ca = pair
     metrics = None if tree else f"127.0.0.1:{portpicker.pick_unused_port()}"
     flags = ["--tls-cert", str(cert), "--tls-key", str(key), "--listen", "127.0.0.1:0"]
@@ -128,7 +126,7 @@ async def measure(
     flags += ["--max-memory", max_memory] if max_memory and not tree else []
     async with (
         stand_in_istiods(3, proxies, delay=ANSWER_SECONDS, concurrency=REPLICA_CONCURRENCY) as istiods,
-        serve(istiods, *flags, plaintext=False, env=env) as (process, address),
+        serve(istiods, *flags, plaintext=False, tree=tree) as (process, address),
     ):
         expected = await answer_length(address, ca)  # also has each replica build its answer once
         outcomes = await burst(address, ca, calls, one_caller, expected)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -17,9 +18,13 @@ STOP_SECONDS = 15
 
 
 @contextlib.asynccontextmanager
-async def listening(*argv: str, env: dict[str, str] | None = None) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+async def listening(
+    *argv: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
     """Start `argv`, yield it with the address of its `listening on` line, stop it (SIGTERM, then kill) afterwards."""
-    process = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL, env=env)
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL, env=env, cwd=cwd
+    )
     try:
         assert process.stdout is not None
         line = (await asyncio.wait_for(process.stdout.readline(), READY_SECONDS)).decode().split()
@@ -54,13 +59,14 @@ async def stand_in_istiods(count: int, proxies: int, delay: float = 0.0, concurr
 
 
 def serve(
-    istiods: Sequence[str], *flags: str, plaintext: bool = True, env: dict[str, str] | None = None
+    istiods: Sequence[str], *flags: str, plaintext: bool = True, tree: Path | None = None
 ) -> contextlib.AbstractAsyncContextManager[tuple[asyncio.subprocess.Process, str]]:
     """The real `serve` command over `istiods` (plaintext to them), plaintext towards clients unless told;
-    `env` runs it from another source tree (PYTHONPATH)."""
+    `tree` runs it from another checkout (its directory first on the path, as `python -m` puts the working directory)."""
     addresses = [arg for address in istiods for arg in ("--istiod-address", address)]
     towards = ["--plaintext"] if plaintext else []
-    return listening(sys.executable, "-m", "kubectl_istio_remote", "serve", *towards, "--istiod-plaintext", *addresses, *flags, env=env)
+    argv = [sys.executable, "-m", "kubectl_istio_remote", "serve", *towards, "--istiod-plaintext", *addresses, *flags]
+    return listening(*argv, env={**os.environ, "PYTHONPATH": str(tree)} if tree else None, cwd=tree)
 
 
 def memory_kib(pid: int, field: str) -> int:

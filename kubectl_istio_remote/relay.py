@@ -15,6 +15,8 @@ import sys
 from dataclasses import dataclass
 from typing import Protocol
 
+from kubectl_istio_remote.trust import verifying_context
+
 log = logging.getLogger(__name__)
 
 #: Longer than a request's own deadline (--istiod-timeout): a replica that accepts but never answers
@@ -65,7 +67,7 @@ class TcpDialer:
 
 def client_tls_context(ca_file: str | None) -> ssl.SSLContext:
     """Client TLS for gRPC: verified against `ca_file` when given, otherwise unverified like istioctl."""
-    context = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context = verifying_context(cafile=ca_file) if ca_file else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if not ca_file:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

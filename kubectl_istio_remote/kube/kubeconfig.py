@@ -24,6 +24,7 @@ from kubectl_istio_remote.errors import UsageError, UserError
 from kubectl_istio_remote.kube.credentials import Credential, TokenFile, check_user, credential_for
 from kubectl_istio_remote.kube.overrides import NO_FLAGS, ConnectionFlags
 from kubectl_istio_remote.kube.proxies import Route, route
+from kubectl_istio_remote.trust import verifying_context
 
 Entry = dict[str, Any]
 DEFAULT_KUBECONFIG = "~/.kube/config"
@@ -258,7 +259,7 @@ def _pair(user: Entry, base: Path, context: str) -> tuple[bytes, bytes] | None:
 def tls_context(authority: bytes | None, insecure: bool, client: tuple[bytes, bytes] | None) -> ssl.SSLContext:
     """Verified against the cluster's CA (else the system's roots), with the user's client certificate if it has one."""
     try:
-        context = ssl.create_default_context(cadata=authority.decode()) if authority else ssl.create_default_context()
+        context = verifying_context(cadata=authority.decode() if authority else None)
         if insecure:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE

@@ -15,12 +15,12 @@ import base64
 import ipaddress
 import os
 import socket
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from kubectl_istio_remote.errors import UserError
+from kubectl_istio_remote.trust import verifying_context
 
 SCHEMES = ("http", "https", "socks5")
 ENV_SCHEMES = (*SCHEMES, "socks5h")
@@ -70,7 +70,7 @@ class Route:
         connection: socket.socket = raw
         try:
             if url.scheme == "https":
-                connection = ssl.create_default_context().wrap_socket(raw, server_hostname=url.hostname)
+                connection = verifying_context().wrap_socket(raw, server_hostname=url.hostname)
             target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
             if url.username is not None:

@@ -15,6 +15,7 @@ from kubectl_istio_remote.deploy.advertisement import Advertisement
 from kubectl_istio_remote.errors import UnavailableError
 from kubectl_istio_remote.session.health import CHECK_SECONDS, left
 from kubectl_istio_remote.session.loop import LoopThread
+from kubectl_istio_remote.trust import verifying_context
 
 if TYPE_CHECKING:
     from kubectl_istio_remote.aggregator.client import Connection
@@ -68,7 +69,7 @@ def check_serving(io: LoopThread, shared: Advertisement, timeout: float) -> None
 def connection_problem(shared: Advertisement, timeout: float) -> tuple[str, str]:
     """Why a TLS connection to the aggregator fails, and the operator's fix (("", "") when it does not fail)."""
     host, _, port = shared.address.rpartition(":")
-    context = ssl.create_default_context(cadata=shared.ca_pem or None)
+    context = verifying_context(cadata=shared.ca_pem or None)
     context.set_alpn_protocols(["h2"])
     try:
         with (
