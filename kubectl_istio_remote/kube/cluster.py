@@ -101,7 +101,16 @@ class Cluster:
                 for line in response:
                     if not line.strip():
                         continue
-                    event = json.loads(line)
+                    try:
+                        event = json.loads(line)
+                    except ValueError:
+                        event = None
+                    if not isinstance(event, dict) or not isinstance(event.get("object") or {}, dict):
+                        raise UserError(
+                            f"the API server of context {self.context} ({self.host}) sent a watch event that is not one "
+                            f"({' '.join(line[:60].decode(errors='replace').split())!r})",
+                            "is the server address right? something else than the API server answers there",
+                        )
                     if event.get("type") == "ERROR":
                         status = event.get("object") or {}
                         raise ApiError(action, int(status.get("code") or 500), str(status.get("message") or "watch failed"))
@@ -138,14 +147,17 @@ class Cluster:
         if not 200 <= status <= 299:
             raise ApiError(action, status, server_message(answer, reason or str(status)))
         try:
-            return json.loads(answer) if answer else {}
+            decoded = json.loads(answer) if answer else {}
         except ValueError:
+            decoded = None
+        if not isinstance(decoded, dict):
             start = " ".join(answer[:60].decode(errors="replace").split())
             raise UserError(
-                f"the API server of context {self.context} ({self.host}) answered {method} {path} with something that is not JSON "
-                f"({start!r}...)",
+                f"the API server of context {self.context} ({self.host}) answered {method} {path} with something that is not a "
+                f"Kubernetes object ({start!r}...)",
                 "is the server address right? a proxy or a login page in between answers instead of the API server",
-            ) from None
+            )
+        return decoded
 
 
 def _selectors(labels: str, fields: str) -> list[tuple[str, str]]:

@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from kubectl_istio_remote.errors import UserError
 from kubectl_istio_remote.kube.cluster import Object
+
+Parsed = TypeVar("Parsed")
+
+
+def _kubernetes_shaped(parse: Callable[..., Parsed]) -> Callable[..., Parsed]:
+    """An object whose fields are not of Kubernetes' types (a list for a mapping, a number for a list) is one line,
+    as client-go's decoder refuses it, not a traceback."""
+
+    @functools.wraps(parse)
+    def checked(*args: Any) -> Parsed:
+        try:
+            return parse(*args)
+        except (AttributeError, TypeError, ValueError) as error:
+            raise UserError(
+                f"the API server answered with an object Kubernetes does not make ({type(error).__name__}: {error})",
+                "is the server address right? something else than the API server answers there",
+            ) from None
+
+    return checked
 
 
 @dataclass(frozen=True)
@@ -19,6 +41,7 @@ class Meta:
     annotations: dict[str, str] = field(default_factory=dict)
 
     @classmethod
+    @_kubernetes_shaped
     def of(cls, obj: Object) -> Meta:
         meta = obj.get("metadata") or {}
         return cls(
@@ -52,6 +75,7 @@ class ContainerState:
     terminated_message: str = ""
 
     @classmethod
+    @_kubernetes_shaped
     def of(cls, status: dict[str, Any]) -> ContainerState:
         state = status.get("state") or {}
         waiting, terminated = state.get("waiting") or {}, state.get("terminated")
@@ -76,6 +100,7 @@ class Pod:
     containers: tuple[ContainerState, ...] = ()
 
     @classmethod
+    @_kubernetes_shaped
     def of(cls, obj: Object) -> Pod:
         status = obj.get("status") or {}
         return cls(
@@ -104,5 +129,9 @@ class Pod:
         return self.phase in ("Failed", "Succeeded")
 
 
+@_kubernetes_shaped
 def items(listed: Object) -> list[Object]:
-    return list(listed.get("items") or [])
+    listed_items = list(listed.get("items") or [])
+    if not all(isinstance(item, dict) for item in listed_items):
+        raise TypeError("a list's items are not objects")
+    return listed_items
