@@ -138,7 +138,8 @@ async def measure(
 async def answer_length(address: str, ca: bytes) -> int:
     """The length of a complete answer: every complete answer of the same mesh has it (the nonce is of fixed length)."""
     credentials = grpc.ssl_channel_credentials(root_certificates=ca)
-    async with grpc.aio.secure_channel(address, credentials, options=[("grpc.ssl_target_name_override", SERVER_NAME)]) as channel:
+    options = [("grpc.ssl_target_name_override", SERVER_NAME), ("grpc.max_receive_message_length", -1)]
+    async with grpc.aio.secure_channel(address, credentials, options=options) as channel:
         stream = channel.stream_stream(ADS, request_serializer=DiscoveryRequest.SerializeToString, response_deserializer=bytes)
         call = stream(metadata=(("authorization", "Bearer bench-warm-up"),), timeout=CALL_SECONDS)
         await call.write(syncz_request("istio-system", None))

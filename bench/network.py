@@ -13,6 +13,7 @@ Run: `python -m bench.network` (brings the sandbox up if it is not running, leav
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime
 import json
@@ -131,7 +132,7 @@ def run_once(argv: list[str], env: dict[str, str], logs: dict[str, str]) -> Run:
     return Run(wall, cpu, counts, min(received) - started_at if received else None)
 
 
-def measure(sandbox: Sandbox, aggregator: str) -> dict[int, dict[str, list[Run]]]:
+def measure(sandbox: Sandbox, aggregator: str, only: str = "") -> dict[int, dict[str, list[Run]]]:
     results: dict[int, dict[str, list[Run]]] = {}
     for rtt in RTTS_MS:
         slow = latency(rtt, aggregator)
@@ -139,6 +140,8 @@ def measure(sandbox: Sandbox, aggregator: str) -> dict[int, dict[str, list[Run]]
         logs = dict(slow["audit_logs"])  # type: ignore[call-overload]
         results[rtt] = {}
         for name, (argv, extra) in commands(sandbox).items():
+            if only not in name:
+                continue
             run_once(argv, {**env, **extra}, logs)  # warm-up
             results[rtt][name] = [run_once(argv, {**env, **extra}, logs) for _ in range(ROUNDS)]
             print(f"rtt {rtt} ms: {name}: {statistics.median(r.wall for r in results[rtt][name]):.2f} s", file=sys.stderr, flush=True)
@@ -222,10 +225,13 @@ def container_start(sandbox: Sandbox) -> tuple[float, float]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.network", description=__doc__)
+    parser.add_argument("--only", default="", metavar="TEXT", help="only the commands whose row name holds TEXT, e.g. 'mesh user'")
+    args = parser.parse_args()
     as_installed()
     with running_sandbox() as sandbox:
         with shared_aggregator() as aggregator:
-            results = measure(sandbox, aggregator)
+            results = measure(sandbox, aggregator, args.only)
         start = aggregator_start(sandbox)
         container_wall, container = container_start(sandbox)
     print(f"### `proxy-status` and `shell` over a slow network (median of {ROUNDS}, after one warm-up)\n")

@@ -25,7 +25,7 @@ def command(
             "--istio-namespace",
             "-i",
             help="istiod's namespace (the istio namespace of the mesh cluster with --mesh).",
-            shell_complete=complete_istio_namespace,
+            autocompletion=complete_istio_namespace,
         ),
     ] = DEFAULT_NAMESPACE,
     mesh: Annotated[

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Optional, TypeVar
 import click
 import typer
 
-from kubectl_istio_remote.cli.shell_completion import complete_context, complete_file, complete_istio_namespace
+from kubectl_istio_remote.cli.shell_completion import complete_context, complete_istio_namespace
 from kubectl_istio_remote.kube.overrides import ConnectionFlags
 from kubectl_istio_remote.session.settings import Mode, PullPolicy, SessionFlags
 
@@ -35,12 +35,12 @@ def connection(
         typer.Option(
             "--kubeconfig",
             help="Path to the kubeconfig file (default: KUBECONFIG's files, merged, else ~/.kube/config).",
-            shell_complete=complete_file,
+            click_type=click.Path(),
         ),
     ] = CONNECTION_DEFAULTS.kubeconfig,
     context: Annotated[
         Optional[str],
-        typer.Option("--context", help="Kubeconfig context: the mesh cluster (default: the current one).", shell_complete=complete_context),
+        typer.Option("--context", help="Kubeconfig context: the mesh cluster (default: the current one).", autocompletion=complete_context),
     ] = CONNECTION_DEFAULTS.context,
     user: Annotated[
         Optional[str], typer.Option("--user", help="The kubeconfig user to use (as kubectl's --user).")
@@ -56,13 +56,13 @@ def connection(
     ] = CONNECTION_DEFAULTS.token,
     certificate_authority: Annotated[
         Optional[str],
-        typer.Option("--certificate-authority", help="Path to a cert file for the certificate authority.", shell_complete=complete_file),
+        typer.Option("--certificate-authority", help="Path to a cert file for the certificate authority.", click_type=click.Path()),
     ] = CONNECTION_DEFAULTS.certificate_authority,
     client_certificate: Annotated[
-        Optional[str], typer.Option("--client-certificate", help="Path to a client certificate file for TLS.", shell_complete=complete_file)
+        Optional[str], typer.Option("--client-certificate", help="Path to a client certificate file for TLS.", click_type=click.Path())
     ] = CONNECTION_DEFAULTS.client_certificate,
     client_key: Annotated[
-        Optional[str], typer.Option("--client-key", help="Path to a client key file for TLS.", shell_complete=complete_file)
+        Optional[str], typer.Option("--client-key", help="Path to a client key file for TLS.", click_type=click.Path())
     ] = CONNECTION_DEFAULTS.client_key,
     tls_server_name: Annotated[
         Optional[str], typer.Option("--tls-server-name", help="Server name to use for the API server's certificate validation.")
@@ -94,7 +94,7 @@ def target(
     external_context: Annotated[
         Optional[str],
         typer.Option(
-            "--external-context", help="Control-plane cluster context (default: the same as --context).", shell_complete=complete_context
+            "--external-context", help="Control-plane cluster context (default: the same as --context).", autocompletion=complete_context
         ),
     ] = DEFAULTS.external_context,
     istio_namespace: Annotated[
@@ -104,7 +104,7 @@ def target(
             "-i",
             envvar="ISTIOCTL_ISTIONAMESPACE",
             help="Namespace of istiod (default: where istiod pods are found in the external cluster, else istio-system).",
-            shell_complete=complete_istio_namespace,
+            autocompletion=complete_istio_namespace,
         ),
     ] = DEFAULTS.istio_namespace,
     revision: Annotated[
@@ -132,7 +132,7 @@ def mode(
         typer.Option(
             "--aggregator-ca",
             help="With --aggregator: the CA (PEM) of its certificate (default: the system's roots).",
-            shell_complete=complete_file,
+            click_type=click.Path(),
         ),
     ] = DEFAULTS.aggregator_ca,
 ) -> None:

@@ -24,7 +24,7 @@ def command(
     ] = "table",
     namespace: Annotated[
         Optional[str],
-        typer.Option("--namespace", "-n", help="Namespace of POD, or of the proxies listed.", shell_complete=complete_mesh_namespace),
+        typer.Option("--namespace", "-n", help="Namespace of POD, or of the proxies listed.", autocompletion=complete_mesh_namespace),
     ] = None,
     native: Annotated[bool, typer.Option("--native", help="Print the answer ourselves instead of running istioctl.")] = False,
     istioctl_path: options.IstioctlPath = None,

@@ -36,7 +36,7 @@ def command(
     namespace: Annotated[
         Optional[str],
         typer.Option(
-            "--namespace", "-n", envvar="POD_NAMESPACE", help="Namespace of the istiods.", shell_complete=complete_istio_namespace
+            "--namespace", "-n", envvar="POD_NAMESPACE", help="Namespace of the istiods.", autocompletion=complete_istio_namespace
         ),
     ] = None,
     revision: options.Revision = "",

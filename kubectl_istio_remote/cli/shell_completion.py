@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import click
-from click.shell_completion import CompletionItem, ShellComplete, get_completion_class, shell_complete
+from click.shell_completion import ShellComplete, get_completion_class, shell_complete
 
 from kubectl_istio_remote.errors import UserError
 
@@ -99,8 +99,8 @@ def on_path(directory: Path) -> bool:
     return any(Path(entry).resolve() == directory.resolve() for entry in os.environ.get("PATH", "").split(os.pathsep) if entry)
 
 
-def _matching(values: Iterable[str], incomplete: str) -> list[CompletionItem]:
-    return [CompletionItem(value) for value in sorted(set(values)) if value.startswith(incomplete)]
+def _matching(values: Iterable[str], incomplete: str) -> list[str]:
+    return [value for value in sorted(set(values)) if value.startswith(incomplete)]
 
 
 def kubeconfig_paths(explicit: str | None) -> list[Path]:
@@ -109,11 +109,7 @@ def kubeconfig_paths(explicit: str | None) -> list[Path]:
     return [Path(path) for path in listed.split(os.pathsep) if path] or [Path.home() / ".kube" / "config"]
 
 
-def complete_file(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
-    return [CompletionItem(incomplete, type="file")]
-
-
-def complete_context(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+def complete_context(ctx: click.Context, incomplete: str) -> list[str]:
     """Context names from the kubeconfig, read as YAML: importing the Kubernetes client would slow every Tab."""
     import yaml
 
@@ -127,16 +123,16 @@ def complete_context(ctx: click.Context, param: click.Parameter, incomplete: str
     return _matching(filter(None, names), incomplete)
 
 
-def complete_mesh_namespace(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+def complete_mesh_namespace(ctx: click.Context, incomplete: str) -> list[str]:
     return _namespaces(ctx, ctx.params.get("context"), incomplete)
 
 
-def complete_istio_namespace(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+def complete_istio_namespace(ctx: click.Context, incomplete: str) -> list[str]:
     """istiod runs in the external cluster."""
     return _namespaces(ctx, ctx.params.get("external_context") or ctx.params.get("context"), incomplete)
 
 
-def _namespaces(ctx: click.Context, context: str | None, incomplete: str) -> list[CompletionItem]:
+def _namespaces(ctx: click.Context, context: str | None, incomplete: str) -> list[str]:
     """The cluster's namespaces, or none when it cannot be asked quickly: a Tab press must never print a traceback."""
     try:
         from kubectl_istio_remote.kube.cluster import Cluster, transport_for
