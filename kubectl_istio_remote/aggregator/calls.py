@@ -72,29 +72,30 @@ class Calls:
         key = (next((value for name, value in metadata if name == "authorization"), ""), request.SerializeToString(deterministic=True))
         page = page_class(request)
         call = self._in_flight.get(key)
+        wait = self._max_queue_seconds if remaining is None else min(self._max_queue_seconds, remaining - DEADLINE_MARGIN_SECONDS)
         if call is None:
             links = self._fan_out.links(request)
-            fanning, sending = self._budget.admit(f"{page} fan-out", f"{page} answer")
+            fanning = self._budget.hold(f"{page} fan-out")
+            if not self._budget.fits(fanning.estimate):
+                raise self._budget.full()  # full now: refused at the door; its reservation is made when istiod has room
             call = Call(fanning)
-            wait, deadline = self._max_queue_seconds, None
-            if remaining is not None:
-                deadline = asyncio.get_running_loop().time() + remaining - DEADLINE_MARGIN_SECONDS
-                wait = min(wait, remaining - DEADLINE_MARGIN_SECONDS)
+            deadline = None if remaining is None else asyncio.get_running_loop().time() + remaining - DEADLINE_MARGIN_SECONDS
             call.task = asyncio.ensure_future(self._fan_out.answer(request, metadata, links, call.hold, wait, deadline))
             self._in_flight[key] = call
             call.task.add_done_callback(lambda _: self._forget(key, call))
         else:
-            (sending,) = self._budget.admit(f"{page} answer")
             self._metrics.coalesced()
         call.waiting += 1
-        caller = Caller(call, sending)
+        caller = Caller(call, self._budget.hold(f"{page} answer"))
         try:
             assert call.task is not None
             merged = await asyncio.shield(call.task)
+            # This caller's copy of the answer, once it fits: copies of callers before it are sent in moments.
+            await self._budget.room(len(merged.raw), max(0.0, wait))
         except BaseException:
             caller.done()
             raise
-        sending.holding(len(merged.raw))
+        caller.sending.holding(len(merged.raw))
         return merged, caller
 
     def _forget(self, key: tuple[str, bytes], call: Call) -> None:

@@ -80,11 +80,13 @@ class FanOut:
     ) -> Merged:
         """The merged answer of `links`; `wait` is how long a place in a replica's line may take, `deadline` (loop time)
         when the caller stops waiting, `hold` what the answers count against the budget."""
-        asks = [asyncio.ensure_future(self._ask(link, request, metadata, wait, deadline)) for link in links]
+        asks = [asyncio.ensure_future(self._ask(link, request, metadata, wait, deadline, hold)) for link in links]
 
         def held(_: object) -> None:
-            """The answers received so far count against the budget while the others are awaited."""
-            hold.holding(sum(len(ask.result().raw) for ask in asks if ask.done() and not ask.cancelled() and ask.exception() is None))
+            """The answers received so far count against the budget while the others are awaited (the estimate until then)."""
+            received = sum(len(ask.result().raw) for ask in asks if ask.done() and not ask.cancelled() and ask.exception() is None)
+            if hold.reserved:
+                hold.holding(max(received, hold.counted))
 
         for ask in asks:
             ask.add_done_callback(held)
@@ -108,11 +110,23 @@ class FanOut:
         return self._merged(request, answers, failures, len(links), hold)
 
     async def _ask(
-        self, link: IstiodLink, request: DiscoveryRequest, metadata: Sequence[tuple[str, str]], wait: float, deadline: float | None
+        self,
+        link: IstiodLink,
+        request: DiscoveryRequest,
+        metadata: Sequence[tuple[str, str]],
+        wait: float,
+        deadline: float | None,
+        hold: Hold,
     ) -> Answer:
-        """One replica, once it has room for us; its time counted from then (the line is ours, not istiod's)."""
+        """One replica, once it has room for us and the call's answers fit the budget; its time counted from then
+        (the line is ours, not istiod's)."""
         name = link.target.name
         await link.queue.enter(name, wait, deadline)
+        try:
+            hold.reserve()
+        except Overloaded:
+            link.queue.leave()
+            raise
         started = time.monotonic()
         try:
             answer = await link.ask(request, metadata, self._settings.istiod_timeout)

@@ -75,12 +75,13 @@ def resident_bytes() -> int:
 class Budget:
     """Bytes of answers held: replicas' answers being merged, merged answers being sent; None: unbounded.
 
-    Each call reserves what its page took last time before it sends anything, so a burst is refused
-    at the door instead of after istiod has done the work: a fan-out holds the replicas' answers and
-    their merge, and every caller its own copy of the answer on its way out (gRPC copies what it
-    sends, so a thousand callers sharing one fan-out still hold a thousand copies until each is
-    read). With nothing held a call is always let in: a budget smaller than one answer makes calls
-    wait their turn, it never refuses them all.
+    A fan-out reserves what its page took last time once it is let in to ask istiod (its first
+    replica has room for it), before anything is sent: past the budget it is refused then, instead of
+    after istiod has done the work; while it waits in a replica's line it holds nothing and counts
+    nothing. A caller's own copy of the merged answer (gRPC copies what it sends, so a thousand
+    callers of one fan-out hold a thousand copies while they are sent) waits for room, within its
+    deadline. With nothing held a reservation is always let in: a budget smaller than one answer
+    makes calls wait their turn, it never refuses them all.
     """
 
     limit: int | None
@@ -89,37 +90,80 @@ class Budget:
     estimates: dict[str, int] = field(default_factory=dict)
     #: Told (used, limit) after every change: the metrics' gauges.
     observer: Callable[[int, int | None], None] = lambda used, limit: None
+    _freed: list[asyncio.Future[None]] = field(default_factory=list)
 
     def change(self, by: int) -> None:
         self.used += by
         self.observer(self.used, self.limit)
+        if by < 0:
+            freed, self._freed = self._freed, []
+            for waiter in freed:
+                if not waiter.done():
+                    waiter.set_result(None)
 
-    def admit(self, *kinds: str) -> list[Hold]:
-        """A hold for each kind of bytes (`syncz fan-out`, `syncz answer`), admitted together or not at all."""
-        estimates = [self.estimates.get(kind, FIRST_ESTIMATE_BYTES) for kind in kinds]
-        if self.limit is not None and self.used and self.used + sum(estimates) > self.limit:
-            raise Overloaded(
-                f"answers in flight hold {self.used // 2**20} MiB of the {self.limit // 2**20} MiB budget (--max-memory)", "memory"
-            )
-        self.change(sum(estimates))
-        return [Hold(self, kind, estimate) for kind, estimate in zip(kinds, estimates, strict=True)]
+    def hold(self, kind: str) -> Hold:
+        """A share of the budget for one kind of bytes (`syncz fan-out`, `syncz answer`), counted once reserved."""
+        return Hold(self, kind)
+
+    def fits(self, size: int) -> bool:
+        return self.limit is None or not self.used or self.used + size <= self.limit
+
+    def full(self) -> Overloaded:
+        return Overloaded(
+            f"answers in flight hold {self.used // 2**20} MiB of the {(self.limit or 0) // 2**20} MiB budget (--max-memory)", "memory"
+        )
+
+    async def room(self, size: int, timeout: float) -> None:
+        """Until `size` more bytes fit; Overloaded when they do not within `timeout` seconds."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + timeout
+        while not self.fits(size):
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._freed.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, max(0.0, give_up - loop.time()))
+            except asyncio.TimeoutError:
+                raise self.full() from None
 
 
 @dataclass
 class Hold:
-    """One call's share of the budget: its reservation until its answers arrive, then what it holds."""
+    """One call's share of the budget: nothing until reserved, then its estimate until its answers arrive, then what it holds."""
 
     budget: Budget
     kind: str
-    counted: int
+    counted: int = 0
     peak: int = 0
+    reserved: bool = False
     released: bool = False
+
+    @property
+    def estimate(self) -> int:
+        return self.budget.estimates.get(self.kind, FIRST_ESTIMATE_BYTES)
+
+    def reserve(self) -> None:
+        """Count this share's estimate now, or raise Overloaded when it does not fit (once; later calls do nothing)."""
+        if self.reserved or self.released:
+            return
+        if not self.budget.fits(self.estimate):
+            raise self.budget.full()
+        self.reserved = True
+        self._count(self.estimate)
+
+    async def reserve_within(self, timeout: float) -> None:
+        """Count this share's estimate once it fits, waiting up to `timeout` seconds for room."""
+        await self.budget.room(self.estimate, timeout)
+        self.reserve()
 
     def holding(self, size: int) -> None:
         """The call now holds `size` bytes (answers received, or the merged answer)."""
         if self.released:
             return
+        self.reserved = True
         self.peak = max(self.peak, size)
+        self._count(size)
+
+    def _count(self, size: int) -> None:
         self.budget.change(size - self.counted)
         self.counted = size
 
