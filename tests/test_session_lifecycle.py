@@ -132,7 +132,7 @@ def test_a_teardown_failure_after_a_good_session_is_the_commands_error(monkeypat
         def close(self, deadline: float, stop_waiting: Callable[[], bool]) -> list[str]:
             raise UnavailableError("left Pod/p", "run cleanup")
 
-    monkeypatch.setattr(lifecycle, "make_mode", lambda *_: LeavesSomething())
+    monkeypatch.setattr(lifecycle, "make_mode", lambda *_, **__: LeavesSomething())
     monkeypatch.setattr(lifecycle, "check_before_creating", lambda *_: None)
     with apiserver(tmp_path) as (cluster, _):
         settings = SessionSettings(mesh=cluster, external=cluster, istio_namespace=NS, mode=Mode.pod)

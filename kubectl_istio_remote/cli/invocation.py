@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 
 from kubectl_istio_remote.console import Console
-from kubectl_istio_remote.errors import UserError
+from kubectl_istio_remote.errors import UnavailableError, UserError
 
 if TYPE_CHECKING:
     from kubectl_istio_remote.aggregator.client import Connection
@@ -99,7 +99,14 @@ def through_session(ctx: click.Context, settings: SessionSettings, ask: Callable
     with signals_interrupt():
         token = istioctl_token_soon(settings.mesh, settings.istio_namespace)
         with open_session(settings, chosen, istioctl=None) as connection:
-            return ask(connection, token())
+            try:
+                return ask(connection, token())
+            except UnavailableError:
+                if settings.shared is not None:  # the call was the shared aggregator's health check: say why it failed
+                    from kubectl_istio_remote.session.shared_mode import explain_failure
+
+                    explain_failure(settings.shared, settings.timeout)
+                raise
 
 
 def report_failed(ctx: click.Context, settings: SessionSettings, failed: list[str]) -> int:

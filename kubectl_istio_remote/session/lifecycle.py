@@ -21,11 +21,13 @@ if TYPE_CHECKING:
     from kubectl_istio_remote.istioctl import Istioctl
 
 
-def make_mode(settings: SessionSettings, io: LoopThread, console: Console, preflight: Preflight) -> SessionMode:
+def make_mode(settings: SessionSettings, io: LoopThread, console: Console, preflight: Preflight, *, checked: bool = True) -> SessionMode:
+    """`checked`: the shared aggregator's health is checked before the session is handed out (istioctl will call it,
+    and only our check can explain a failure); a native command's own call is the check, explained if it fails."""
     if settings.shared is not None:
         from kubectl_istio_remote.session.shared_mode import SharedMode
 
-        return SharedMode(settings.shared, io)
+        return SharedMode(settings.shared, io, checked=checked)
     if settings.mode is Mode.local:
         from kubectl_istio_remote.session.local_mode import LocalMode
 
@@ -52,7 +54,7 @@ def open_session(settings: SessionSettings, console: Console, *, istioctl: Istio
     io = LoopThread()
     in_flight: BaseException | None = None
     try:
-        session = make_mode(settings, io, console, preflight)
+        session = make_mode(settings, io, console, preflight, checked=istioctl is not None)
     except BaseException:
         io.close()
         raise

@@ -87,6 +87,18 @@ def test_user_without_rights_is_told_which_permission_is_missing(sandbox: Sandbo
     ), result.stderr
 
 
+@pytest.mark.parametrize("user", [LIMITED_USER, "nobody-at-all"])
+def test_impersonating_a_user_checks_that_users_rights_and_names_them(sandbox: Sandbox, user: str) -> None:
+    """--as, as kubectl's: an admin's kubeconfig acting as a user without rights in the control plane is refused as that
+    user would be (issue 20), in both clusters, and the error says whose rights are missing."""
+    result = sandbox.run("kubectl-istio_remote", "proxy-status", *CLUSTERS, "--as", user, "--mode", "pod")
+    assert result.returncode == ExitStatus.FORBIDDEN, result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: forbidden: "), error
+    assert f"context external, as {user}" in error and f'User "{user}" cannot' in error, error
+    assert "ask for RBAC" in error or "doctor" in error, error
+
+
 def test_partial_rights_are_named_before_anything_is_created(sandbox: Sandbox) -> None:
     """A user who may read istiod pods but not create ours gets every missing right in one line."""
     reader = {
