@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kubectl_istio_remote.aggregator.client import Replies
-from kubectl_istio_remote.aggregator.load import FIRST_ESTIMATE_BYTES, OVERHEAD, Budget, Overloaded, parse_size
+from kubectl_istio_remote.aggregator.load import FIRST_ESTIMATE_BYTES, OVERHEAD, Budget, Overloaded, ReplicaQueue, parse_size
 from tests.doubles.mesh import TOKEN, Mesh, proxy_ids, replicas, syncz
 
 #: Every call has a deadline: a hang fails the test as DEADLINE_EXCEEDED instead of blocking it.
@@ -198,3 +198,20 @@ async def test_callers_sharing_a_fan_out_are_sent_their_copies_as_room_frees_up(
     assert all(whole(mesh, outcome) for outcome in outcomes), outcomes
     assert max(peaks) <= budget.limit, "never more copies at once than the budget holds"
     assert budget.used == 0
+
+
+async def test_a_place_in_line_that_would_come_too_late_is_refused_at_once_not_after_the_wait() -> None:
+    """A burst longer than the line can serve in time is told to retry now, not after --max-queue-seconds of waiting."""
+    queue = ReplicaQueue(limit=2)
+    queue.answered_in(1.0)
+    await queue.enter("istiod-0", 10)
+    await queue.enter("istiod-0", 10)  # both places taken
+    waiting = [asyncio.ensure_future(queue.enter("istiod-0", 10)) for _ in range(4)]
+    await asyncio.sleep(0)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(Overloaded, match="has 4 of our requests waiting for it .* after the 1.5 s it could wait"):
+        await queue.enter("istiod-0", 1.5)  # 4 ahead, 2 at a time, 1 s each: its turn in ~3 s
+    assert asyncio.get_running_loop().time() - started < 0.1, "refused at once"
+    for _ in range(6):
+        queue.leave()
+    await asyncio.gather(*waiting)

@@ -201,6 +201,13 @@ class ReplicaQueue:
         loop = asyncio.get_running_loop()
         if deadline is not None:
             wait_seconds = min(wait_seconds, deadline - loop.time() - self.typical)
+        expected = (self.waiting // self.limit + 1) * self.typical  # the places ahead, `limit` answered at a time
+        if expected > wait_seconds:
+            raise Overloaded(
+                f"istiod {replica} has {self.waiting} of our requests waiting for it (--istiod-max-in-flight {self.limit}, "
+                f"{self.typical:.1f} s each): this call's turn would come after the {max(0.0, wait_seconds):.1f} s it could wait",
+                "queue",
+            )
         turn: asyncio.Future[None] = loop.create_future()
         self._waiting.append(turn)
         try:
