@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from kubectl_istio_remote.aggregator.client import Connection, ask
 from kubectl_istio_remote.deploy.workload import RUN_AS_USER
 from tests.doubles.istiod import FakeIstiod
 from tests.doubles.mesh import proxy_ids, syncz
+from tests.doubles.serving import serving
 from tests.sandbox import build
 from tests.test_serve_command import start_serve
 
@@ -203,13 +203,8 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def archive_server(archive: Path) -> Iterator[str]:
     """The archive over HTTP on loopback, where the validator downloads every platform from."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(archive.parent)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield f"http://127.0.0.1:{server.server_address[1]}/{archive.name}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
 
 
 def test_krews_validator_accepts_krew_yaml(archive: Path, archive_server: str, krew_root: dict[str, str], tmp_path: Path) -> None:

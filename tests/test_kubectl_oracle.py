@@ -206,6 +206,20 @@ def clusters_as_mapping(document: dict[str, Any]) -> dict[str, Any]:
 
 
 EXPIRES = "2099-01-01T00:00:00Z"
+
+
+def no_proxy_case(name: str, no_proxy: str, host: str, *, accepted: bool = True, variable: str = "NO_PROXY") -> Case:
+    """HTTPS_PROXY set, NO_PROXY `no_proxy`, the server at `host`: not accepted where the host is excluded from the proxy
+    and unreachable without it (as for kubectl)."""
+    return Case(
+        name,
+        proxy="http",
+        env={"HTTPS_PROXY": "{proxy}", variable: no_proxy},
+        cluster={"server": f"https://{host}:{{port}}", "certificate-authority": "{ca}"},
+        accepted=accepted,
+    )
+
+
 CASES = [
     Case("a token"),
     Case("a token file, relative to the kubeconfig", user={"tokenFile": "token"}),
@@ -303,46 +317,12 @@ CASES = [
         cluster={"server": "https://apiserver.example:{port}", "certificate-authority": "{ca}"},
         accepted=False,
     ),
-    Case(
-        "NO_PROXY, a CIDR",
-        proxy="http",
-        env={"HTTPS_PROXY": "{proxy}", "NO_PROXY": "198.51.100.0/24"},
-        cluster={"server": "https://198.51.100.7:{port}", "certificate-authority": "{ca}"},
-        accepted=False,
-    ),
-    Case(
-        "NO_PROXY, another CIDR",
-        proxy="http",
-        env={"HTTPS_PROXY": "{proxy}", "NO_PROXY": "10.0.0.0/8"},
-        cluster={"server": "https://198.51.100.7:{port}", "certificate-authority": "{ca}"},
-    ),
-    Case(
-        "NO_PROXY, a domain",
-        proxy="http",
-        env={"HTTPS_PROXY": "{proxy}", "NO_PROXY": "example"},
-        cluster={"server": "https://apiserver.example:{port}", "certificate-authority": "{ca}"},
-        accepted=False,
-    ),
-    Case(
-        "NO_PROXY, *.domain",
-        proxy="http",
-        env={"HTTPS_PROXY": "{proxy}", "NO_PROXY": "*.example"},
-        cluster={"server": "https://apiserver.example:{port}", "certificate-authority": "{ca}"},
-        accepted=False,
-    ),
-    Case(
-        "NO_PROXY, a host:port of another port",
-        proxy="http",
-        env={"HTTPS_PROXY": "{proxy}", "NO_PROXY": "apiserver.example:1"},
-        cluster={"server": "https://apiserver.example:{port}", "certificate-authority": "{ca}"},
-    ),
-    Case(
-        "NO_PROXY, *",
-        proxy="http",
-        env={"HTTPS_PROXY": "{proxy}", "no_proxy": "*"},
-        cluster={"server": "https://apiserver.example:{port}", "certificate-authority": "{ca}"},
-        accepted=False,
-    ),
+    no_proxy_case("NO_PROXY, a CIDR", "198.51.100.0/24", "198.51.100.7", accepted=False),
+    no_proxy_case("NO_PROXY, another CIDR", "10.0.0.0/8", "198.51.100.7"),
+    no_proxy_case("NO_PROXY, a domain", "example", "apiserver.example", accepted=False),
+    no_proxy_case("NO_PROXY, *.domain", "*.example", "apiserver.example", accepted=False),
+    no_proxy_case("NO_PROXY, a host:port of another port", "apiserver.example:1", "apiserver.example"),
+    no_proxy_case("NO_PROXY, *", "*", "apiserver.example", accepted=False, variable="no_proxy"),
     Case(
         "proxy-url",
         proxy="http",

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kubectl_istio_remote.kube.cluster import Cluster, transport_for
+from tests.doubles.serving import serving
 
 
 @dataclass(frozen=True)
@@ -99,14 +100,8 @@ def stand_in(script: Script, tls: ssl.SSLContext | None = None) -> Iterator[str]
     server = _Server(("127.0.0.1", 0), _handler(script))
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @contextmanager

@@ -19,12 +19,12 @@ import socketserver
 import ssl
 import struct
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from tests.doubles.serving import serving
 from tests.sandbox.pki import Authority
 
 #: Names the stand-in's certificate is valid for: loopback, and names a proxy is used for (never resolved).
@@ -99,14 +99,8 @@ class Recorder:
         server.daemon_threads = True
         server.socket = context.wrap_socket(server.socket, server_side=True)
         self.port = server.server_port
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
+        with serving(server):
             yield self
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join(5)
 
 
 def _server_pair(authority: Authority) -> tuple[Path, Path]:
@@ -143,14 +137,8 @@ class Proxy:
         server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
         self.port = server.server_address[1]
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
+        with serving(server):
             yield self
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join(5)
 
     @property
     def url(self) -> str:
