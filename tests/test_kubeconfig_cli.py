@@ -33,9 +33,9 @@ def istiod_less_script() -> Script:
 
 def assert_reached_and_found_no_istiod(result: Result, script: Script) -> None:
     assert result.exit_code != ExitStatus.SUCCESS
-    assert result.stderr.startswith("error: no istiod found: no running pods with label app=istiod in namespace istio-system"), (
-        result.stderr
-    )
+    assert result.stderr.splitlines()[-1].startswith(
+        "error: no istiod found: no running pods with label app=istiod in namespace istio-system"
+    ), result.stderr
     assert PODS in script.sent("GET"), result.stderr
 
 
@@ -93,3 +93,19 @@ def server_context(certificate: bytes, key: bytes):  # type: ignore[no-untyped-d
         pair.flush()
         context.load_cert_chain(pair.name)
     return context
+
+
+def test_the_api_servers_warnings_are_said_once_as_kubectl_says_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Warning header (a deprecated API, a PodSecurity violation) reaches the user, each text once (client-go's handler)."""
+    script = istiod_less_script()
+    deprecated = '299 - "v1 ComponentStatus is deprecated in v1.19+"'
+    escaped = '299 - "would violate PodSecurity \\"restricted:latest\\""'
+    listed = Answer(200, {"kind": "PodList", "items": []}, headers=[("Warning", deprecated), ("Warning", escaped)])
+    script.on("GET", PODS, listed)
+    script.on("GET", "/api/v1/namespaces/istio-system", Answer(200, {"kind": "Namespace"}, headers=[("Warning", deprecated)]))
+    with stand_in(script) as url:
+        path = write_kubeconfig(tmp_path / "config", {"c": {"server": url}}, {"u": {"token": "t"}}, {"a": ("c", "u")}, "a")
+        result = run_cli(*COMMAND, "--kubeconfig", str(path))
+    assert_reached_and_found_no_istiod(result, script)
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert warnings == ["warning: v1 ComponentStatus is deprecated in v1.19+", 'warning: would violate PodSecurity "restricted:latest"']

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import logging
+import re
 import socket
 import ssl
 import threading
@@ -36,6 +38,8 @@ STALE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, http.cli
 REPLAYABLE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MOST_REDIRECTS = 10
+
+log = logging.getLogger(__name__)
 
 
 class RedirectError(OSError):
@@ -79,6 +83,8 @@ class Transport:
         self._netloc, self._prefix = url.netloc, url.path.rstrip("/")
         self._idle: list[_Connection] = []
         self._lock = threading.Lock()
+        #: The API server's warnings already said.
+        self._warned: set[str] = set()
 
     @property
     def host(self) -> str:
@@ -133,8 +139,18 @@ class Transport:
         except BaseException:
             connection.close()
             raise
+        self._say_warnings(response.msg.get_all("Warning") or [])
         self._give(connection, response)
         return response.status, response.reason, data, response.getheader("Location")
+
+    def _say_warnings(self, headers: list[str]) -> None:
+        """The API server's warnings (a deprecated API, a PodSecurity violation), each once, as kubectl prints them."""
+        for header in headers:
+            for text in WARNING_VALUE.findall(header):
+                text = re.sub(r"\\(.)", r"\1", text)
+                if text not in self._warned:
+                    self._warned.add(text)
+                    log.warning("%s", text)
 
     def _redirected(self, location: str) -> str:
         """The path of a redirect on the same server; another server would be handed the credential, so it is not followed."""
@@ -220,3 +236,7 @@ def _send(connection: http.client.HTTPConnection, method: str, target: str, head
     for name, value in [*headers, *([("Content-Length", str(len(body)))] if body is not None else [])]:
         connection.putheader(name, value)
     connection.endheaders(body)
+
+
+#: RFC 7234's warning-value, as the API server writes it: `299 - "text"` (client-go's ParseWarningHeaders).
+WARNING_VALUE = re.compile(r'\d{3} \S+ "((?:[^"\\]|\\.)*)"')

@@ -26,6 +26,8 @@ from tests.doubles.serving import serving
 class Answer:
     status: int
     body: dict[str, Any] = field(default_factory=dict)
+    #: Extra response headers, in order (a header may come twice, as the API server's Warning does).
+    headers: list[tuple[str, str]] = field(default_factory=list)
 
     @classmethod
     def refusal(cls, status: int, message: str) -> Answer:
@@ -77,6 +79,8 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
             self.send_response(answer.status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            for name, value in answer.headers:
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
 
