@@ -71,7 +71,7 @@ class Tunnel:
                                 to_local += payload
                             elif payload.strip():
                                 self.error = " ".join(payload.decode(errors="replace").split())
-                                log.warning("port-forward to %s: %s", self._where, self.error)
+                                log.info("port-forward to %s: %s", self._where, self.error)  # in the failure it causes, too
                         if not (isinstance(remote, ssl.SSLSocket) and remote.pending()):
                             break
                 if local in readable:
