@@ -18,17 +18,37 @@ class Interrupted(BaseException):
         self.exit_status = 128 + signum
 
 
+#: Signals raised as Interrupted and not yet seen arriving where they are handled. Python runs a signal's handler
+#: wherever the main thread is, and an exception raised inside a finalizer or a weakref callback it happens to be
+#: running is printed and dropped: a waiting loop calls `raise_pending` so that a Ctrl-C is never lost.
+_pending: list[int] = []
+
+
+def raise_pending() -> None:
+    """Raise again the Interrupted of a signal whose first one Python dropped; nothing when there is none."""
+    if _pending:
+        raise Interrupted(_pending[-1])
+
+
+def arrived(error: BaseException) -> None:
+    """An Interrupted reached the code that handles it: nothing is pending any more."""
+    if isinstance(error, Interrupted):
+        _pending.clear()
+
+
 @contextlib.contextmanager
 def signals_interrupt() -> Iterator[None]:
     """SIGINT, SIGTERM and SIGHUP raise Interrupted in the main thread instead of killing us mid-way."""
 
     def interrupt(signum: int, _frame: object) -> None:
+        _pending.append(signum)
         raise Interrupted(signum)
 
     previous = {signum: signal.signal(signum, interrupt) for signum in HANDLED}
     try:
         yield
     finally:
+        _pending.clear()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 

@@ -25,7 +25,7 @@ from kubectl_istio_remote.kube.cluster import Cluster
 from kubectl_istio_remote.session import lifecycle
 from kubectl_istio_remote.session.lifecycle import open_session
 from kubectl_istio_remote.session.settings import Mode, SessionSettings
-from kubectl_istio_remote.signals import Interrupted, signals_interrupt
+from kubectl_istio_remote.signals import Interrupted, raise_pending, signals_interrupt
 from tests.doubles.apiserver import Answer, Script, apiserver
 from tests.test_preflight import NS, PODS, script_healthy
 
@@ -160,3 +160,22 @@ def signal_when(condition: Callable[[], bool], signum: int, within: float = 20.0
     finally:
         done.set()
         thread.join(1)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped one, as Python reports it
+def test_a_ctrl_c_python_dropped_inside_a_finalizer_is_raised_at_the_next_wait() -> None:
+    """Python runs a signal's handler wherever the main thread is; raised inside a finalizer, the Interrupted is printed
+    and dropped. The session's waits ask again (signals.raise_pending), so Ctrl-C still ends the wait for the pod."""
+
+    class Finalized:
+        def __del__(self) -> None:
+            signal.raise_signal(signal.SIGINT)
+            sum(range(1000))  # the handler runs here, in the finalizer, and its exception is dropped
+
+    with signals_interrupt():
+        holder = Finalized()
+        del holder
+        with pytest.raises(Interrupted) as raised:
+            raise_pending()
+    assert raised.value.exit_status == 130
+    raise_pending()  # outside, nothing is pending

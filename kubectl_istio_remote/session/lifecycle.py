@@ -13,7 +13,7 @@ from kubectl_istio_remote.session.loop import LoopThread
 from kubectl_istio_remote.session.modes import SessionMode
 from kubectl_istio_remote.session.preflight import Preflight, check_before_creating
 from kubectl_istio_remote.session.settings import Mode, SessionSettings
-from kubectl_istio_remote.signals import Interrupted, signals_deferred
+from kubectl_istio_remote.signals import Interrupted, arrived, signals_deferred
 from kubectl_istio_remote.startup import settle_start_up
 
 if TYPE_CHECKING:
@@ -64,6 +64,7 @@ def open_session(settings: SessionSettings, console: Console, *, istioctl: Istio
         settle_start_up()  # everything is loaded: what runs from here (a shell for hours) is collected as usual
         yield connection
     except BaseException as error:
+        arrived(error)
         in_flight = error
         raise
     finally:

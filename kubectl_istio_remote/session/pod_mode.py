@@ -29,6 +29,7 @@ from kubectl_istio_remote.session.health import wait_healthy
 from kubectl_istio_remote.session.loop import LoopThread
 from kubectl_istio_remote.session.readiness import pod_ready
 from kubectl_istio_remote.session.settings import SessionSettings
+from kubectl_istio_remote.signals import raise_pending
 
 if TYPE_CHECKING:
     from kubectl_istio_remote.aggregator.client import Connection
@@ -134,7 +135,9 @@ class ProxyPodMode:
         # A watch the server closes early (an API server shutting down closes them cleanly) is opened
         # again: if the server is gone, that attempt fails and says so, instead of a false timeout.
         while (remaining := int(deadline - time.monotonic())) > 0:
+            raise_pending()
             for _, obj in external.watch(POD, namespace, fields=f"metadata.name={self.pod.name}", seconds=remaining):
+                raise_pending()
                 if pod_ready(Pod.of(obj)):
                     return
                 if time.monotonic() > deadline:
