@@ -179,3 +179,13 @@ def test_a_ctrl_c_python_dropped_inside_a_finalizer_is_raised_at_the_next_wait()
             raise_pending()
     assert raised.value.exit_status == 130
     raise_pending()  # outside, nothing is pending
+
+
+def test_teardown_waits_for_a_thread_whose_start_a_signal_interrupted() -> None:
+    """Ctrl-C inside Thread.start() leaves a thread join() refuses; teardown waits its bounded time instead of a traceback."""
+    from kubectl_istio_remote.session import pod_mode
+
+    never_started = threading.Thread(target=lambda: None)
+    started = time.monotonic()
+    pod_mode._join(never_started, 0.2)
+    assert time.monotonic() - started >= 0.2

@@ -91,7 +91,7 @@ class ProxyPodMode:
             with contextlib.suppress(Exception):
                 self._io.run(self._tunnel.close(), TUNNEL_CLOSE_SECONDS)
         if self._adoption is not None:
-            self._adoption.join(ADOPTION_JOIN_SECONDS)
+            _join(self._adoption, ADOPTION_JOIN_SECONDS)
         refs = [ObjectRef(kind, self.pod.name) for kind in SESSION_KINDS if kind.name in self._created]
         external, namespace = self._settings.external, self.pod.namespace
         cleanup = f"kubectl istio-remote cleanup --context {external.context} -i {namespace} --session {self.pod.session_id}"
@@ -145,3 +145,15 @@ class ProxyPodMode:
         raise DeadlineError(
             f"pod {namespace}/{self.pod.name} was not ready within --timeout", "raise --timeout, or look at `kubectl describe pod`"
         )
+
+
+def _join(thread: threading.Thread, seconds: float) -> None:
+    """Wait up to `seconds` for `thread`, even one whose start() a signal interrupted before it said it had started
+    (join() then refuses: the signal campaign found the traceback and the session's objects left)."""
+    give_up = time.monotonic() + seconds
+    while time.monotonic() < give_up:
+        try:
+            thread.join(max(0.0, give_up - time.monotonic()))
+            return
+        except RuntimeError:
+            time.sleep(0.01)
