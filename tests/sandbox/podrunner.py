@@ -160,6 +160,10 @@ def _start(pod: client.V1Pod, core: client.CoreV1Api) -> Started:
     deadline = None
     if pod.spec.active_deadline_seconds and pod.status.start_time:
         deadline = pod.status.start_time + datetime.timedelta(seconds=pod.spec.active_deadline_seconds)
+    # The container of a deleted pod still on this IP goes first, whether or not this pod's own can start: a pod
+    # whose image cannot be pulled must not be answered by the last one's.
+    if (lingering := STOPPING.pop(pod.status.pod_ip, None)) is not None:
+        lingering.join(DEFAULT_GRACE_SECONDS + 5)
     pull_error = containers.pull(container.image, container.image_pull_policy)
     if pull_error:
         _report_container(core, pod, {"waiting": {"reason": "ErrImagePull", "message": pull_error}})
@@ -174,8 +178,6 @@ def _start(pod: client.V1Pod, core: client.CoreV1Api) -> Started:
     mounts = {containers.TOKEN_DIRECTORY: str(token), **{inside: directory for inside, (directory, _) in secrets.items()}}
     addresses = {f"{POD_LOOPBACK}:": f"{loopback}:", f"{ALL_INTERFACES}:": f"{pod.status.pod_ip}:"}
     containers.stop(name)  # a container of a pod of the same name that a killed runner left
-    if (lingering := STOPPING.pop(pod.status.pod_ip, None)) is not None:
-        lingering.join(DEFAULT_GRACE_SECONDS + 5)
     containers.run(name, pod, container, _args(container, addresses), env, mounts, LOGS / f"{name}.log")
     log(f"pod runner: started {pod.metadata.namespace}/{pod.metadata.name} from {container.image} on {forward_to}")
     prober = ReadinessProber(pod, core).start() if ReadinessProber.wanted(pod) else None
