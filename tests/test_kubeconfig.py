@@ -127,14 +127,16 @@ def test_a_credential_plugin_that_is_not_installed_says_how_to_install_it(tmp_pa
     ]
 
 
-def server_tls(certificate: bytes, key: bytes, client_authority: bytes) -> ssl.SSLContext:
+def server_tls(certificate: bytes, key: bytes, client_authority: bytes | None = None) -> ssl.SSLContext:
+    """A server's TLS with this pair; with `client_authority`, clients must present a certificate it signed."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     with tempfile.NamedTemporaryFile() as pair:
         pair.write(key + certificate)
         pair.flush()
         context.load_cert_chain(pair.name)
-    context.verify_mode = ssl.CERT_REQUIRED
-    context.load_verify_locations(cadata=client_authority.decode())
+    if client_authority is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cadata=client_authority.decode())
     return context
 
 

@@ -17,7 +17,7 @@ from kubectl_istio_remote.kube import kubeconfig
 from kubectl_istio_remote.status import ExitStatus
 from tests.cli_runner import Result, run_cli
 from tests.doubles.apiserver import Answer, Script, stand_in
-from tests.test_kubeconfig import write_kubeconfig
+from tests.test_kubeconfig import server_tls, write_kubeconfig
 
 PODS = "/api/v1/namespaces/istio-system/pods"
 COMMAND = ("proxy-status", "--native", "--mode", "local", "-i", "istio-system", "--timeout", "5")
@@ -65,7 +65,7 @@ def test_without_a_kubeconfig_a_pod_uses_its_service_account(tmp_path: Path, mon
     monkeypatch.setattr(kubeconfig, "SERVICE_ACCOUNT", account)
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
     script = istiod_less_script()
-    with stand_in(script, tls=server_context(certificate, key)) as url:
+    with stand_in(script, tls=server_tls(certificate, key)) as url:
         host, _, port = url.removeprefix("https://").rpartition(":")
         monkeypatch.setenv("KUBERNETES_SERVICE_HOST", host)
         monkeypatch.setenv("KUBERNETES_SERVICE_PORT", port)
@@ -81,18 +81,6 @@ def test_without_a_kubeconfig_outside_a_pod_says_where_it_looked(tmp_path: Path,
     assert result.exit_code != ExitStatus.SUCCESS
     assert result.stderr.startswith(f"error: cannot load kubeconfig: no file at {tmp_path / 'none'}"), result.stderr
     assert len(result.stderr.splitlines()) == 1
-
-
-def server_context(certificate: bytes, key: bytes):  # type: ignore[no-untyped-def]
-    import ssl
-    import tempfile
-
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    with tempfile.NamedTemporaryFile() as pair:
-        pair.write(key + certificate)
-        pair.flush()
-        context.load_cert_chain(pair.name)
-    return context
 
 
 def test_the_api_servers_warnings_are_said_once_as_kubectl_says_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

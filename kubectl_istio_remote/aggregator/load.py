@@ -150,11 +150,6 @@ class Hold:
         self.reserved = True
         self._count(self.estimate)
 
-    async def reserve_within(self, timeout: float) -> None:
-        """Count this share's estimate once it fits, waiting up to `timeout` seconds for room."""
-        await self.budget.room(self.estimate, timeout)
-        self.reserve()
-
     def holding(self, size: int) -> None:
         """The call now holds `size` bytes (answers received, or the merged answer)."""
         if self.released:
