@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from kubectl_istio_remote.signals import signals_held
+
 T = TypeVar("T")
 MOST_AT_ONCE = 24
 
@@ -29,7 +31,8 @@ def outcomes_of(calls: Sequence[Callable[[], T]]) -> list[T | BaseException]:
         return [_outcome(call) for call in calls]
     pool = ThreadPoolExecutor(max_workers=min(MOST_AT_ONCE, len(calls)), thread_name_prefix="kube-request")
     try:
-        futures = [pool.submit(_outcome, call) for call in calls]
+        with signals_held():  # each submit may start a thread
+            futures = [pool.submit(_outcome, call) for call in calls]
         return [future.result() for future in futures]
     finally:
         # A signal (Interrupted) while waiting: calls not started are dropped, those in flight end
@@ -41,7 +44,8 @@ def outcomes_of(calls: Sequence[Callable[[], T]]) -> list[T | BaseException]:
 def in_background(call: Callable[[], T]) -> Callable[[], T]:
     """Start `call` in a thread now; calling the result waits for it and returns its value (or raises its error)."""
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="background")
-    future = pool.submit(call)
+    with signals_held():
+        future = pool.submit(call)
     pool.shutdown(wait=False)
     return future.result
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 from collections.abc import Iterator
 
 #: The signals that end a command: Ctrl-C, kill, and a closed terminal.
@@ -63,3 +64,20 @@ def signals_deferred() -> Iterator[list[int]]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """A signal arriving inside is delivered as usual when the block ends: for a step that must not be cut in two.
+
+    Thread.start() cut by a signal leaves the thread running but unknown to its owner (a ThreadPoolExecutor
+    does not join it, and a create it runs lands after teardown's delete: the signal campaign found a
+    RoleBinding left). Only the main thread receives signals; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    with signals_deferred() as received:
+        yield
+    for signum in received:
+        signal.raise_signal(signum)

@@ -7,6 +7,8 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from kubectl_istio_remote.signals import signals_held
+
 T = TypeVar("T")
 JOIN_SECONDS = 2.0
 
@@ -15,7 +17,8 @@ class LoopThread:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="istio-remote-io", daemon=True)
-        self._thread.start()
+        with signals_held():
+            self._thread.start()
 
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
         future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)

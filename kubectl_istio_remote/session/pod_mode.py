@@ -29,7 +29,7 @@ from kubectl_istio_remote.session.health import wait_healthy
 from kubectl_istio_remote.session.loop import LoopThread
 from kubectl_istio_remote.session.readiness import pod_ready
 from kubectl_istio_remote.session.settings import SessionSettings
-from kubectl_istio_remote.signals import raise_pending
+from kubectl_istio_remote.signals import raise_pending, signals_held
 
 if TYPE_CHECKING:
     from kubectl_istio_remote.aggregator.client import Connection
@@ -91,7 +91,7 @@ class ProxyPodMode:
             with contextlib.suppress(Exception):
                 self._io.run(self._tunnel.close(), TUNNEL_CLOSE_SECONDS)
         if self._adoption is not None:
-            _join(self._adoption, ADOPTION_JOIN_SECONDS)
+            self._adoption.join(ADOPTION_JOIN_SECONDS)
         refs = [ObjectRef(kind, self.pod.name) for kind in SESSION_KINDS if kind.name in self._created]
         external, namespace = self._settings.external, self.pod.namespace
         cleanup = f"kubectl istio-remote cleanup --context {external.context} -i {namespace} --session {self.pod.session_id}"
@@ -108,7 +108,8 @@ class ProxyPodMode:
         # Owned by the pod, the rest goes with it, even if this process is killed before teardown;
         # set while the pod starts, since nothing waits on it.
         self._adoption = threading.Thread(target=self._adopt, args=(Pod.of(created).meta.uid,), name="adopt", daemon=True)
-        self._adoption.start()
+        with signals_held():  # cut by a signal, start() leaves a thread that join() refuses
+            self._adoption.start()
 
     def _create_all(self, kinds: tuple[str, ...], objects: dict[str, Object]) -> list[Object]:
         # Recorded before the requests: a signal can land after the server created an object and
@@ -145,15 +146,3 @@ class ProxyPodMode:
         raise DeadlineError(
             f"pod {namespace}/{self.pod.name} was not ready within --timeout", "raise --timeout, or look at `kubectl describe pod`"
         )
-
-
-def _join(thread: threading.Thread, seconds: float) -> None:
-    """Wait up to `seconds` for `thread`, even one whose start() a signal interrupted before it said it had started
-    (join() then refuses: the signal campaign found the traceback and the session's objects left)."""
-    give_up = time.monotonic() + seconds
-    while time.monotonic() < give_up:
-        try:
-            thread.join(max(0.0, give_up - time.monotonic()))
-            return
-        except RuntimeError:
-            time.sleep(0.01)
