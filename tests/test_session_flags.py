@@ -13,13 +13,13 @@ from tests.cli_runner import run_cli
 
 #: The flags of each group, as users type them (kubectl's connection flags as cli-runtime's ConfigFlags has them).
 FLAGS = {
-    options.connection: "--kubeconfig --context --user --cluster --server --token --certificate-authority --client-certificate "
+    options.CONNECTION: "--kubeconfig --context --user --cluster --server --token --certificate-authority --client-certificate "
     "--client-key --insecure-skip-tls-verify --tls-server-name --as --as-group --as-uid --request-timeout",
-    options.target: "--external-context --istio-namespace --revision",
-    options.mode: "--mode --aggregator --aggregator-ca",
-    options.limits: "--timeout --ttl",
-    options.image: "--image --image-pull-secret --pull-policy",
-    options.verbose: "--verbose",
+    options.TARGET: "--external-context --istio-namespace --revision",
+    options.MODE: "--mode --aggregator --aggregator-ca",
+    options.LIMITS: "--timeout --ttl",
+    options.IMAGE: "--image --image-pull-secret --pull-policy",
+    options.VERBOSE: "--verbose",
 }
 #: Which groups each command takes: a change here is a change users see in --help.
 TAKES = {
@@ -27,10 +27,10 @@ TAKES = {
     "shell": options.SESSION,
     "version": options.SESSION,
     "remote-clusters": options.SESSION,
-    "doctor": (options.connection, options.target, options.mode, options.verbose),
-    "cleanup": (options.connection, options.target, options.verbose),
-    "serve": (options.connection, options.verbose),
-    "manifest": (options.image,),
+    "doctor": (options.CONNECTION, options.TARGET, options.MODE, options.VERBOSE),
+    "cleanup": (options.CONNECTION, options.TARGET, options.VERBOSE),
+    "serve": (options.CONNECTION, options.VERBOSE),
+    "manifest": (options.IMAGE,),
 }
 
 
@@ -48,7 +48,7 @@ def test_every_flag_of_a_group_is_in_the_help_of_every_command_that_takes_it(com
         for flag in FLAGS[group].split():
             assert f" {flag} " in shown or f" {flag}\n" in shown, (command, flag)
     for group in set(FLAGS) - set(TAKES[command]):
-        assert f" {FLAGS[group].split()[0]} " not in shown, (command, group.__name__)
+        assert f" {FLAGS[group].split()[0]} " not in shown, (command, group.name)
 
 
 def test_every_command_with_groups_is_listed_here() -> None:
@@ -95,5 +95,6 @@ def test_a_command_is_called_with_its_own_parameters_only() -> None:
     """The groups' values stay in ctx.params: a command's signature names only what its body uses."""
     from kubectl_istio_remote.cli import cleanup
 
-    assert set(inspect.signature(cleanup.command).parameters) == {"ctx", "everything", "session", "dry_run"}
+    assert cleanup.command.callback is not None
+    assert set(inspect.signature(cleanup.command.callback).parameters) == {"ctx", "everything", "session", "dry_run"}
     assert run_cli("cleanup", "--context", "nowhere", "--kubeconfig", "/nonexistent", "--as", "jane").exit_code == 1

@@ -1,6 +1,6 @@
 """The CLI: the command registry, and the one place that turns exceptions into exit codes.
 
-One module per command (a `command` function, or a Typer group `app`), thin over the session, the
+One module per command (a click `command`, or a click group `app`), thin over the session, the
 aggregator and the renderer below; flags several commands take are declared once in `options` and
 attached by `options.takes`; `invocation` is what a run hands its command (console, words after
 `--`, the resolved session); `shell_completion` answers kubectl's and the shells' completion.
@@ -17,16 +17,15 @@ import os
 import sys
 
 import click
-import typer
 
-from kubectl_istio_remote.cli import options, shell_completion
-from kubectl_istio_remote.cli.invocation import Invocation, split_passthrough
+from kubectl_istio_remote.cli import shell_completion
+from kubectl_istio_remote.cli.invocation import Commands, Invocation, split_passthrough
 from kubectl_istio_remote.console import Console
 from kubectl_istio_remote.errors import UserError
 from kubectl_istio_remote.signals import Interrupted
 from kubectl_istio_remote.status import ExitStatus
 
-#: Each command, and its module under kubectl_istio_remote.cli (a `command` function, or a Typer group `app`).
+#: Each command, and its module under kubectl_istio_remote.cli (a click `command`, or a click group `app`).
 COMMANDS = {
     "proxy-status": "proxy_status",
     "shell": "shell",
@@ -38,36 +37,21 @@ COMMANDS = {
     "version": "version",
     "completion": "completion",
 }
+ABOUT = "istioctl proxy-status and friends for meshes whose istiod replicas run in another cluster."
 
 
 def build_cli(only: str | None = None) -> click.Group:
-    """Every command, or only the one named `only` (a run that names its command needs no other), with its flag groups."""
-    app = typer.Typer(
+    """Every command, or only the one named `only` (a run that names its command needs no other)."""
+    cli = Commands(
+        help=ABOUT,
         no_args_is_help=True,
-        add_completion=False,
-        pretty_exceptions_enable=False,
-        rich_markup_mode=None,
-        context_settings={"help_option_names": ["-h", "--help"]},
+        context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
     )
-    app.callback()(_root)
-    functions = {}
     for name, module_name in COMMANDS.items():
         if only in (None, name):
             module = importlib.import_module(f"{__name__}.{module_name}")
-            if hasattr(module, "command"):
-                app.command(name)(module.command)
-                functions[name] = module.command
-            else:
-                app.add_typer(module.app, name=name)
-    cli = typer.main.get_command(app)
-    assert isinstance(cli, click.Group)
-    for name, function in functions.items():
-        options.attach(cli.commands[name], function)
+            cli.add_command(getattr(module, "command", None) or module.app, name)
     return cli
-
-
-def _root() -> None:
-    """istioctl proxy-status and friends for meshes whose istiod replicas run in another cluster."""
 
 
 def prog_name(argv0: str) -> str:

@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
+import click
 
 from kubectl_istio_remote.cli import invocation, options
 from kubectl_istio_remote.session.settings import Mode
 from kubectl_istio_remote.status import ExitStatus
 
 
-@options.takes(options.connection, options.target, options.verbose)
-def command(
-    ctx: typer.Context,
-    everything: Annotated[bool, typer.Option("--all", help="Remove every object of ours, of every user, expired or not.")] = False,
-    session: Annotated[
-        str,
-        typer.Option(
-            "--session", help="Remove the objects of this session, expired or not (a session that could not remove them names it)."
+@options.takes(options.CONNECTION, options.TARGET, options.VERBOSE)
+@click.command(
+    params=[
+        options.flag("--all", "everything", help="Remove every object of ours, of every user, expired or not.", default=False),
+        options.flag(
+            "--session",
+            help="Remove the objects of this session, expired or not (a session that could not remove them names it).",
+            default="",
+            show_default=False,
         ),
-    ] = "",
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed.")] = False,
-) -> int:
+        options.flag("--dry-run", help="List what would be removed.", default=False),
+    ]
+)
+@click.pass_context
+def command(ctx: click.Context, everything: bool, session: str, dry_run: bool) -> int:
     """Remove expired objects of your earlier sessions (pods, service accounts, roles, role bindings) in the istio namespace, or one session's with --session."""
     from kubectl_istio_remote.session import leftovers
 

@@ -4,26 +4,32 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
 
-import typer
+import click
 
 from kubectl_istio_remote.cli import invocation
 from kubectl_istio_remote.cli import shell_completion as completion
+from kubectl_istio_remote.cli.invocation import Commands
 
-app = typer.Typer(
+
+@click.group(
+    cls=Commands,
     no_args_is_help=True,
     help="Shell completion for `kubectl istio-remote` (install) or for `kubectl-istio_remote` typed directly (bash, zsh, fish).",
 )
+def app() -> None:
+    pass
 
 
 @app.command("install")
-def install(
-    ctx: typer.Context,
-    directory: Annotated[
-        Optional[Path], typer.Option("--dir", help="Where to write the helper; it must be on PATH (default: next to the plugin).")
-    ] = None,
-) -> None:
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path),
+    help="Where to write the helper; it must be on PATH (default: next to the plugin).",
+)
+@click.pass_context
+def install(ctx: click.Context, directory: Path | None) -> None:
     """Write kubectl_complete-istio_remote, which kubectl >= 1.26 runs to complete `kubectl istio-remote`."""
     console = invocation.console(ctx)
     command = completion.plugin_command(sys.argv[0])
@@ -34,15 +40,18 @@ def install(
         console.warning(f"{target} is not on PATH, where kubectl looks for {helper.name}")
 
 
-def _script_command(shell: str) -> None:
-    def print_script(ctx: typer.Context) -> None:
-        invocation.console(ctx).data(completion.shell_script(ctx.find_root().command, shell) + "\n")
-
+def _script_command(shell: str) -> click.Command:
     script = f"kubectl-istio_remote completion {shell}"
     load = f"{script} | source" if shell == "fish" else f"source <({script})"
-    print_script.__doc__ = f"Print the {shell} completion script for kubectl-istio_remote; load it with `{load}`."
-    app.command(shell)(print_script)
+
+    @click.pass_context
+    def print_script(ctx: click.Context) -> None:
+        invocation.console(ctx).data(completion.shell_script(ctx.find_root().command, shell) + "\n")
+
+    return click.Command(
+        shell, callback=print_script, help=f"Print the {shell} completion script for kubectl-istio_remote; load it with `{load}`."
+    )
 
 
 for _shell in completion.SHELLS:
-    _script_command(_shell)
+    app.add_command(_script_command(_shell))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import typer
+import click
 
 from kubectl_istio_remote.cli import invocation, options
 from kubectl_istio_remote.status import ExitStatus
 
 
-@options.takes(options.connection, options.target, options.mode, options.verbose)
-def command(ctx: typer.Context, istioctl_path: options.IstioctlPath = None) -> int:
+@options.takes(options.CONNECTION, options.TARGET, options.MODE, options.VERBOSE)
+@click.command(params=[options.ISTIOCTL])
+@click.pass_context
+def command(ctx: click.Context, istioctl_path: str | None) -> int:
     """Check RBAC rights in both clusters, that istiod pods are found, and which istioctl will run; in shared mode, that
     the advertised aggregator answers, with a valid certificate, for every istiod replica."""
     from kubectl_istio_remote import istioctl

@@ -26,6 +26,13 @@ class Invocation:
     passthrough: list[str] = field(default_factory=list)
 
 
+class Commands(click.Group):
+    """Commands listed in the order they are registered (the most used first), not alphabetically."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
 def split_passthrough(args: list[str]) -> tuple[list[str], list[str]]:
     """(our arguments, the program's arguments): what follows the first `--` is not ours to parse."""
     if "--" not in args:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
-
-import typer
+import click
 
 from kubectl_istio_remote import __version__
 from kubectl_istio_remote.cli import invocation, options
@@ -14,51 +12,54 @@ from kubectl_istio_remote.errors import UsageError
 from kubectl_istio_remote.istio import DEFAULT_NAMESPACE
 
 
-@options.takes(options.image)
-def command(
-    ctx: typer.Context,
-    namespace: Annotated[
-        str,
-        typer.Option(
+@options.takes(options.IMAGE)
+@click.command(
+    params=[
+        options.flag(
             "--namespace",
             "-n",
             "--istio-namespace",
             "-i",
+            "namespace",
             help="istiod's namespace (the istio namespace of the mesh cluster with --mesh).",
-            autocompletion=complete_istio_namespace,
+            default=DEFAULT_NAMESPACE,
+            shell_complete=complete_istio_namespace,
         ),
-    ] = DEFAULT_NAMESPACE,
-    mesh: Annotated[
-        bool, typer.Option("--mesh", help="Print instead what the mesh cluster needs to advertise the aggregator to its users.")
-    ] = False,
-    address: Annotated[
-        Optional[str], typer.Option("--address", help="With --mesh: HOST:PORT where mesh users reach the aggregator.")
-    ] = None,
-    ca_file: Annotated[
-        Optional[str], typer.Option("--ca-file", help="With --mesh: the CA (PEM) that signs the aggregator's serving certificate.")
-    ] = None,
-    expose: Annotated[
-        Expose,
-        typer.Option(
-            help="none: a ClusterIP Service; loadbalancer: a LoadBalancer Service; gateway: TLS passthrough on an Istio ingress gateway."
+        options.flag("--mesh", help="Print instead what the mesh cluster needs to advertise the aggregator to its users.", default=False),
+        options.flag("--address", help="With --mesh: HOST:PORT where mesh users reach the aggregator."),
+        options.flag("--ca-file", help="With --mesh: the CA (PEM) that signs the aggregator's serving certificate."),
+        options.flag(
+            "--expose",
+            help="none: a ClusterIP Service; loadbalancer: a LoadBalancer Service; gateway: TLS passthrough on an Istio ingress gateway.",
+            type=options.values_of(Expose),
+            default=Expose.none.value,
         ),
-    ] = Expose.none,
-    host: Annotated[
-        Optional[str],
-        typer.Option(
+        options.flag(
+            "--host",
             help="Hostname users dial through the gateway (SNI); needed by --expose gateway. With --mesh: the name the serving "
-            "certificate is issued for, when it is not the host of --address."
+            "certificate is issued for, when it is not the host of --address.",
         ),
-    ] = None,
-    gateway_selector: Annotated[str, typer.Option(help="Label of the ingress gateway's pods.")] = "istio=ingressgateway",
-    tls_secret: Annotated[str, typer.Option(help="kubernetes.io/tls Secret holding the serving certificate.")] = f"{NAME}-tls",
-    issuer: Annotated[
-        Optional[str], typer.Option(help="Issuer/NAME or ClusterIssuer/NAME: add a cert-manager Certificate that fills --tls-secret.")
-    ] = None,
-    service_monitor: Annotated[
-        bool, typer.Option("--service-monitor", help="Add a prometheus-operator ServiceMonitor for the metrics port (15014).")
-    ] = False,
-    revision: options.Revision = "",
+        options.flag("--gateway-selector", help="Label of the ingress gateway's pods.", default="istio=ingressgateway"),
+        options.flag("--tls-secret", help="kubernetes.io/tls Secret holding the serving certificate.", default=f"{NAME}-tls"),
+        options.flag("--issuer", help="Issuer/NAME or ClusterIssuer/NAME: add a cert-manager Certificate that fills --tls-secret."),
+        options.flag("--service-monitor", help="Add a prometheus-operator ServiceMonitor for the metrics port (15014).", default=False),
+        options.REVISION,
+    ]
+)
+@click.pass_context
+def command(
+    ctx: click.Context,
+    namespace: str,
+    mesh: bool,
+    address: str | None,
+    ca_file: str | None,
+    expose: str,
+    host: str | None,
+    gateway_selector: str,
+    tls_secret: str,
+    issuer: str | None,
+    service_monitor: bool,
+    revision: str,
 ) -> None:
     """Print a Deployment, its ServiceAccount, Role, RoleBinding, Service, NetworkPolicy and PodDisruptionBudget as YAML
     (--service-monitor: and a ServiceMonitor);
@@ -71,7 +72,7 @@ def command(
         )
         invocation.console(ctx).data(to_yaml(advertisement.objects(advertised)))
         return
-    if expose is Expose.gateway and not host:
+    if Expose(expose) is Expose.gateway and not host:
         raise UsageError("--expose gateway routes on the TLS server name", "add --host, the name users will dial")
     if issuer is not None and issuer.partition("/")[0] not in ("Issuer", "ClusterIssuer"):
         raise UsageError(f"--issuer {issuer!r} is not Issuer/NAME or ClusterIssuer/NAME", "for example --issuer ClusterIssuer/letsencrypt")
@@ -81,7 +82,7 @@ def command(
         image=given.image,
         pull_policy=given.pull_policy.value,
         pull_secrets=given.image_pull_secret,
-        expose=expose,
+        expose=Expose(expose),
         host=host,
         gateway_selector=gateway_selector,
         tls_secret=tls_secret,

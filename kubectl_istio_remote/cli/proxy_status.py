@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional
-
-import typer
+import click
 
 from kubectl_istio_remote.cli import invocation, options
 from kubectl_istio_remote.cli.shell_completion import complete_mesh_namespace
@@ -15,21 +13,19 @@ ISTIOCTL_STRUCTURED_OUTPUT = (1, 30)
 
 
 @options.takes(*options.SESSION)
-def command(
-    ctx: typer.Context,
-    pod: Annotated[Optional[str], typer.Argument(help="One proxy: POD or POD.NAMESPACE.")] = None,
-    output: Annotated[
-        Literal["table", "wide", "json", "yaml"],
-        typer.Option("--output", "-o", help="table, wide (one column per xDS type), json or yaml."),
-    ] = "table",
-    namespace: Annotated[
-        Optional[str],
-        typer.Option("--namespace", "-n", help="Namespace of POD, or of the proxies listed.", autocompletion=complete_mesh_namespace),
-    ] = None,
-    native: Annotated[bool, typer.Option("--native", help="Print the answer ourselves instead of running istioctl.")] = False,
-    istioctl_path: options.IstioctlPath = None,
-) -> int:
-    """Show the sync status of every proxy in the mesh, from every istiod replica. Arguments after -- go to istioctl."""
+@click.command(
+    params=[
+        click.Argument(["pod"], required=False),
+        options.output("table", "wide", "json", "yaml", help="table, wide (one column per xDS type), json or yaml."),
+        options.flag("--namespace", "-n", help="Namespace of POD, or of the proxies listed.", shell_complete=complete_mesh_namespace),
+        options.flag("--native", help="Print the answer ourselves instead of running istioctl.", default=False),
+        options.ISTIOCTL,
+    ]
+)
+@click.pass_context
+def command(ctx: click.Context, pod: str | None, output: str, namespace: str | None, native: bool, istioctl_path: str | None) -> int:
+    """Show the sync status of every proxy in the mesh, from every istiod replica; POD (or POD.NAMESPACE) shows one proxy.
+    Arguments after -- go to istioctl."""
     from kubectl_istio_remote import istioctl as istioctl_adapter
     from kubectl_istio_remote.process import run_foreground
     from kubectl_istio_remote.session.lifecycle import open_session

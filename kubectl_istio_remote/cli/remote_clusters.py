@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
-import typer
+import click
 
 from kubectl_istio_remote.cli import invocation, options
 
 
 @options.takes(*options.SESSION)
-def command(
-    ctx: typer.Context,
-    output: Annotated[Literal["table", "json", "yaml"], typer.Option("--output", "-o", help="table, json or yaml.")] = "table",
-) -> int:
+@click.command(params=[options.output("table", "json", "yaml", help="table, json or yaml.")])
+@click.pass_context
+def command(ctx: click.Context, output: str) -> int:
     """Show NAME SECRET STATUS ISTIOD for the clusters every istiod replica reads, which istioctl cannot show from a mesh cluster."""
     from kubectl_istio_remote.aggregator.queries import ask_once, debug_request
     from kubectl_istio_remote.native import clusterz, render

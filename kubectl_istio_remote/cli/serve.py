@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
-
-import typer
+import click
 
 from kubectl_istio_remote.aggregator.serving import ISTIOD_MAX_IN_FLIGHT, MAX_QUEUE_SECONDS
 from kubectl_istio_remote.cli import invocation, options
@@ -22,53 +20,81 @@ from kubectl_istio_remote.istio import (
 UNBOUNDED = "no --max-memory and no container memory limit: the memory of answers in flight is not bounded"
 
 
-@options.takes(options.connection, options.verbose)
-def command(
-    ctx: typer.Context,
-    listen: Annotated[str, typer.Option(help="HOST:PORT to serve on; port 0 picks a free one.")] = "127.0.0.1:0",
-    plaintext: Annotated[bool, typer.Option(help="Serve without TLS (istioctl --plaintext).")] = False,
-    tls_cert: Annotated[
-        Optional[str], typer.Option(help="Serving certificate (PEM), served anew when the file changes; default: one made in memory.")
-    ] = None,
-    tls_key: Annotated[Optional[str], typer.Option(help="Key of --tls-cert (PEM).")] = None,
-    istiod_address: Annotated[Optional[list[str]], typer.Option(help="HOST:PORT of an istiod that is not a pod; repeatable.")] = None,
-    discover: Annotated[bool, typer.Option(help="Find istiods as running pods and follow them with a watch.")] = False,
-    namespace: Annotated[
-        Optional[str],
-        typer.Option(
-            "--namespace", "-n", envvar="POD_NAMESPACE", help="Namespace of the istiods.", autocompletion=complete_istio_namespace
+def switch(name: str, help: str) -> click.Option:
+    """serve's on/off flags, with a --no- twin each (deployments written before may pass either)."""
+    return options.flag(f"--{name}/--no-{name}", help=help, default=False)
+
+
+@options.takes(options.CONNECTION, options.VERBOSE)
+@click.command(
+    params=[
+        options.flag("--listen", help="HOST:PORT to serve on; port 0 picks a free one.", default="127.0.0.1:0"),
+        switch("plaintext", "Serve without TLS (istioctl --plaintext)."),
+        options.flag("--tls-cert", help="Serving certificate (PEM), served anew when the file changes; default: one made in memory."),
+        options.flag("--tls-key", help="Key of --tls-cert (PEM)."),
+        options.flag("--istiod-address", help="HOST:PORT of an istiod that is not a pod; repeatable.", multiple=True),
+        switch("discover", "Find istiods as running pods and follow them with a watch."),
+        options.flag(
+            "--namespace",
+            "-n",
+            envvar="POD_NAMESPACE",
+            show_envvar=True,
+            help="Namespace of the istiods.",
+            shell_complete=complete_istio_namespace,
         ),
-    ] = None,
-    revision: options.Revision = "",
-    istiod_label: Annotated[str, typer.Option(help="Label selector of istiod pods.")] = ISTIOD_LABEL,
-    istiod_port: Annotated[int, typer.Option(help="Port dialled on each istiod pod IP.")] = ISTIOD_PORT,
-    istiod_ca: Annotated[
-        Optional[str], typer.Option(help="Verify istiod against this CA (PEM); default: no verification, as istioctl.")
-    ] = None,
-    istiod_plaintext: Annotated[bool, typer.Option(help="Talk to istiod without TLS (port 15010).")] = False,
-    istiod_timeout: Annotated[float, typer.Option(help="Seconds each istiod has to answer.")] = ISTIOD_TIMEOUT_SECONDS,
-    require_all: Annotated[bool, typer.Option(help="Fail instead of answering from the healthy istiods only.")] = False,
-    control_plane_id: Annotated[str, typer.Option(help="ID shown in istioctl's ISTIOD column.")] = CONTROL_PLANE_ID,
-    max_message_bytes: Annotated[int, typer.Option(help="Largest gRPC message sent or received.")] = MAX_MESSAGE_BYTES,
-    allow_debug_changes: Annotated[
-        bool, typer.Option(help="Pass on debug pages that change istiod (adsz?push=true, cachez?clear=true, force_disconnect).")
-    ] = False,
-    istiod_max_in_flight: Annotated[
-        int, typer.Option(help="Our requests at one istiod replica at a time; more wait in line (0: no bound).", min=0)
-    ] = ISTIOD_MAX_IN_FLIGHT,
-    max_queue_seconds: Annotated[
-        float, typer.Option(help="The longest a call waits in a replica's line (sooner when its caller's deadline is).")
-    ] = MAX_QUEUE_SECONDS,
-    max_memory: Annotated[
-        Optional[str],
-        typer.Option(
+        options.REVISION,
+        options.flag("--istiod-label", help="Label selector of istiod pods.", default=ISTIOD_LABEL),
+        options.flag("--istiod-port", help="Port dialled on each istiod pod IP.", default=ISTIOD_PORT),
+        options.flag("--istiod-ca", help="Verify istiod against this CA (PEM); default: no verification, as istioctl."),
+        switch("istiod-plaintext", "Talk to istiod without TLS (port 15010)."),
+        options.flag("--istiod-timeout", help="Seconds each istiod has to answer.", default=ISTIOD_TIMEOUT_SECONDS),
+        switch("require-all", "Fail instead of answering from the healthy istiods only."),
+        options.flag("--control-plane-id", help="ID shown in istioctl's ISTIOD column.", default=CONTROL_PLANE_ID),
+        options.flag("--max-message-bytes", help="Largest gRPC message sent or received.", default=MAX_MESSAGE_BYTES),
+        switch("allow-debug-changes", "Pass on debug pages that change istiod (adsz?push=true, cachez?clear=true, force_disconnect)."),
+        options.flag(
+            "--istiod-max-in-flight",
+            help="Our requests at one istiod replica at a time; more wait in line (0: no bound).",
+            type=click.IntRange(min=0),
+            default=ISTIOD_MAX_IN_FLIGHT,
+        ),
+        options.flag(
+            "--max-queue-seconds",
+            help="The longest a call waits in a replica's line (sooner when its caller's deadline is).",
+            default=MAX_QUEUE_SECONDS,
+        ),
+        options.flag(
+            "--max-memory",
             help="Memory the answers in flight may take (384Mi, 1Gi); past it new calls are refused as busy "
-            "(default: the container's memory limit, less what serve uses at start)."
+            "(default: the container's memory limit, less what serve uses at start).",
         ),
-    ] = None,
-    metrics_listen: Annotated[
-        Optional[str], typer.Option(help="HOST:PORT to serve Prometheus metrics on, at /metrics (port 0 picks one).")
-    ] = None,
+        options.flag("--metrics-listen", help="HOST:PORT to serve Prometheus metrics on, at /metrics (port 0 picks one)."),
+    ]
+)
+@click.pass_context
+def command(
+    ctx: click.Context,
+    listen: str,
+    plaintext: bool,
+    tls_cert: str | None,
+    tls_key: str | None,
+    istiod_address: tuple[str, ...],
+    discover: bool,
+    namespace: str | None,
+    revision: str,
+    istiod_label: str,
+    istiod_port: int,
+    istiod_ca: str | None,
+    istiod_plaintext: bool,
+    istiod_timeout: float,
+    require_all: bool,
+    control_plane_id: str,
+    max_message_bytes: int,
+    allow_debug_changes: bool,
+    istiod_max_in_flight: int,
+    max_queue_seconds: float,
+    max_memory: str | None,
+    metrics_listen: str | None,
 ) -> None:
     """Serve istioctl's debug XDS requests by asking every istiod replica at once and merging the answers."""
     if bool(istiod_address) == discover:
@@ -85,7 +111,7 @@ def command(
     from kubectl_istio_remote.relay import TcpDialer
     from kubectl_istio_remote.startup import settle_start_up
 
-    replicas = assembly.Replicas(namespace or DEFAULT_NAMESPACE, revision, istiod_label, istiod_port, tuple(istiod_address or ()))
+    replicas = assembly.Replicas(namespace or DEFAULT_NAMESPACE, revision, istiod_label, istiod_port, istiod_address)
     for address in replicas.addresses:
         assembly.static_target(address, replicas.authority)  # a mistyped one is a usage error before anything starts
     files = (tls_cert, tls_key) if tls_cert and tls_key else None

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated, Optional
 
-import typer
+import click
 
 from kubectl_istio_remote.cli import invocation, options
 
@@ -13,9 +12,9 @@ PROMPT_MARKER = "(istio-remote) "
 
 
 @options.takes(*options.SESSION)
-def command(
-    ctx: typer.Context, shell: Annotated[Optional[str], typer.Option("--shell", help="Shell to start (default: $SHELL).")] = None
-) -> int:
+@click.command(params=[options.flag("--shell", help="Shell to start (default: $SHELL).")])
+@click.pass_context
+def command(ctx: click.Context, shell: str | None) -> int:
     """Start $SHELL with ISTIOCTL_* set to the session; `-- CMD ARGS` runs one command instead. Ends with the session."""
     from kubectl_istio_remote import istioctl as istioctl_adapter
     from kubectl_istio_remote.process import run_foreground

@@ -42,7 +42,7 @@ def is_request(args: list[str]) -> bool:
 
 
 def respond(cli: click.Command, args: list[str], write: Callable[[str], None]) -> int:
-    """Answer kubectl's protocol through `write`, or Click's for the bash/zsh/fish scripts (Typer's own handler speaks another dialect)."""
+    """Answer kubectl's protocol through `write`, or Click's for the bash/zsh/fish scripts."""
     if args[:1] == [KUBECTL_PROTOCOL_ARGUMENT]:
         write("\n".join(kubectl_candidates(cli, args[1:])) + "\n")
         return 0
@@ -109,7 +109,7 @@ def kubeconfig_paths(explicit: str | None) -> list[Path]:
     return [Path(path) for path in listed.split(os.pathsep) if path] or [Path.home() / ".kube" / "config"]
 
 
-def complete_context(ctx: click.Context, incomplete: str) -> list[str]:
+def complete_context(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
     """Context names from the kubeconfig, read as YAML: importing the Kubernetes client would slow every Tab."""
     import yaml
 
@@ -123,11 +123,11 @@ def complete_context(ctx: click.Context, incomplete: str) -> list[str]:
     return _matching(filter(None, names), incomplete)
 
 
-def complete_mesh_namespace(ctx: click.Context, incomplete: str) -> list[str]:
+def complete_mesh_namespace(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
     return _namespaces(ctx, ctx.params.get("context"), incomplete)
 
 
-def complete_istio_namespace(ctx: click.Context, incomplete: str) -> list[str]:
+def complete_istio_namespace(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
     """istiod runs in the external cluster."""
     return _namespaces(ctx, ctx.params.get("external_context") or ctx.params.get("context"), incomplete)
 

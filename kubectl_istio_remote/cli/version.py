@@ -4,21 +4,24 @@
 from __future__ import annotations
 
 import platform
-from typing import Annotated, Any, Literal
+from typing import Any
 
-import typer
+import click
 
 from kubectl_istio_remote import __version__
 from kubectl_istio_remote.cli import invocation, options
 
 
 @options.takes(*options.SESSION)
-def command(
-    ctx: typer.Context,
-    output: Annotated[Literal["text", "json", "yaml"], typer.Option("--output", "-o", help="text, json or yaml.")] = "text",
-    remote: Annotated[bool, typer.Option("--remote", help="Also ask every istiod replica (a session, as proxy-status opens).")] = False,
-    istioctl_path: options.IstioctlPath = None,
-) -> int:
+@click.command(
+    params=[
+        options.output("text", "json", "yaml", help="text, json or yaml."),
+        options.flag("--remote", help="Also ask every istiod replica (a session, as proxy-status opens).", default=False),
+        options.ISTIOCTL,
+    ]
+)
+@click.pass_context
+def command(ctx: click.Context, output: str, remote: bool, istioctl_path: str | None) -> int:
     """Print the plugin's version, the istioctl found and the image pod mode deploys; --remote adds every replica's and the proxies' versions."""
     from kubectl_istio_remote import istioctl
     from kubectl_istio_remote.native import builds

@@ -61,7 +61,7 @@ class SessionFlags:
     def from_params(cls, params: dict[str, Any]) -> SessionFlags:
         """The fields a command declared; the others keep their defaults (cleanup has no --image).
 
-        `params` are click's parsed values, before Typer's conversions: enums arrive as their values.
+        `params` are click's parsed values: enums arrive as their values (cli/options.values_of).
         """
         chosen: dict[str, Any] = {item.name: params[item.name] for item in fields(cls) if item.name in params}
         if "mode" in chosen:
