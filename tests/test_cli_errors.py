@@ -66,7 +66,7 @@ def test_missing_istioctl_when_asked_for(kubeconfig: str) -> None:
 def test_an_unknown_flag_is_a_usage_error_naming_it(kubeconfig: str) -> None:
     result = run_cli("proxy-status", "--no-such-flag")
     assert result.exit_code == ExitStatus.USAGE
-    assert "No such option '--no-such-flag'" in result.stderr
+    assert "No such option" in result.stderr and "--no-such-flag" in result.stderr  # click 8.1 and 8.2+ word it apart
     assert result.stdout == ""
 
 
