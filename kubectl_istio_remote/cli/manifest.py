@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from kubectl_istio_remote import __version__
@@ -48,18 +50,7 @@ from kubectl_istio_remote.istio import DEFAULT_NAMESPACE
 )
 @click.pass_context
 def command(
-    ctx: click.Context,
-    namespace: str,
-    mesh: bool,
-    address: str | None,
-    ca_file: str | None,
-    expose: str,
-    host: str | None,
-    gateway_selector: str,
-    tls_secret: str,
-    issuer: str | None,
-    service_monitor: bool,
-    revision: str,
+    ctx: click.Context, namespace: str, mesh: bool, address: str | None, ca_file: str | None, host: str | None, expose: str, **as_given: Any
 ) -> None:
     """Print a Deployment, its ServiceAccount, Role, RoleBinding, Service, NetworkPolicy and PodDisruptionBudget as YAML
     (--service-monitor: and a ServiceMonitor);
@@ -74,21 +65,18 @@ def command(
         return
     if Expose(expose) is Expose.gateway and not host:
         raise UsageError("--expose gateway routes on the TLS server name", "add --host, the name users will dial")
+    issuer = as_given["issuer"]
     if issuer is not None and issuer.partition("/")[0] not in ("Issuer", "ClusterIssuer"):
         raise UsageError(f"--issuer {issuer!r} is not Issuer/NAME or ClusterIssuer/NAME", "for example --issuer ClusterIssuer/letsencrypt")
     given = invocation.flags(ctx)
     install = Install(
+        **as_given,  # --issuer, --tls-secret, --gateway-selector, --revision, --service-monitor: Install's fields of the same names
         namespace=namespace,
+        host=host,
+        expose=Expose(expose),
         image=given.image,
         pull_policy=given.pull_policy.value,
         pull_secrets=given.image_pull_secret,
-        expose=Expose(expose),
-        host=host,
-        gateway_selector=gateway_selector,
-        tls_secret=tls_secret,
-        issuer=issuer,
-        revision=revision,
         version=__version__,
-        service_monitor=service_monitor,
     )
     invocation.console(ctx).data(to_yaml(objects(install)))

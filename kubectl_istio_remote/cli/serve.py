@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from kubectl_istio_remote.aggregator.serving import ISTIOD_MAX_IN_FLIGHT, MAX_QUEUE_SECONDS
@@ -74,7 +76,6 @@ def switch(name: str, help: str) -> click.Option:
 @click.pass_context
 def command(
     ctx: click.Context,
-    listen: str,
     plaintext: bool,
     tls_cert: str | None,
     tls_key: str | None,
@@ -85,16 +86,9 @@ def command(
     istiod_label: str,
     istiod_port: int,
     istiod_ca: str | None,
-    istiod_plaintext: bool,
-    istiod_timeout: float,
-    require_all: bool,
-    control_plane_id: str,
-    max_message_bytes: int,
-    allow_debug_changes: bool,
     istiod_max_in_flight: int,
-    max_queue_seconds: float,
     max_memory: str | None,
-    metrics_listen: str | None,
+    **as_given: Any,
 ) -> None:
     """Serve istioctl's debug XDS requests by asking every istiod replica at once and merging the answers."""
     if bool(istiod_address) == discover:
@@ -121,20 +115,12 @@ def command(
         except CertificateProblem as problem:
             raise UsageError(str(problem), "check --tls-cert and --tls-key") from None
     settings = serving.Settings(
-        listen=listen,
+        **as_given,  # --listen, --istiod-timeout, --require-all, ...: serving.Settings' fields of the same names
         serving_pair=None if plaintext or files else assembly.self_signed_serving_pair(replicas),
         serving_files=files,
         istiod_ca_file=istiod_ca,
-        istiod_plaintext=istiod_plaintext,
-        istiod_timeout=istiod_timeout,
-        require_all=require_all,
-        control_plane_id=control_plane_id,
-        max_message_bytes=max_message_bytes,
-        allow_debug_changes=allow_debug_changes,
         istiod_max_in_flight=istiod_max_in_flight or None,
-        max_queue_seconds=max_queue_seconds,
         max_memory=memory if max_memory else container_budget(),
-        metrics_listen=metrics_listen,
     )
     cluster = None
     if discover:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubectl_istio_remote.errors import UsageError, UserError
-from kubectl_istio_remote.kube.kinds import RBAC_GROUP
+from kubectl_istio_remote.kube.kinds import CONFIG_MAP, RBAC_GROUP, ROLE, ROLE_BINDING
 
 CONFIGMAP_NAME = "istio-remote-aggregator"
 ADDRESS_KEY = "address"
@@ -54,20 +54,13 @@ def objects(advertisement: Advertisement) -> list[dict[str, Any]]:
     data = {ADDRESS_KEY: advertisement.address}
     data.update({key: value for key, value in ((CA_KEY, advertisement.ca_pem), (SERVER_NAME_KEY, advertisement.server_name)) if value})
     return [
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data},
-        {
-            "apiVersion": f"{RBAC_GROUP}/v1",
-            "kind": "Role",
-            "metadata": metadata,
-            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [CONFIGMAP_NAME], "verbs": ["get"]}],
-        },
-        {
-            "apiVersion": f"{RBAC_GROUP}/v1",
-            "kind": "RoleBinding",
-            "metadata": metadata,
-            "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": CONFIGMAP_NAME},
-            "subjects": [EVERY_AUTHENTICATED_USER],
-        },
+        CONFIG_MAP.manifest(metadata, data=data),
+        ROLE.manifest(
+            metadata, rules=[{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [CONFIGMAP_NAME], "verbs": ["get"]}]
+        ),
+        ROLE_BINDING.manifest(
+            metadata, roleRef={"apiGroup": RBAC_GROUP, "kind": "Role", "name": CONFIGMAP_NAME}, subjects=[EVERY_AUTHENTICATED_USER]
+        ),
     ]
 
 

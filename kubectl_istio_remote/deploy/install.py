@@ -21,6 +21,16 @@ from kubectl_istio_remote.deploy.workload import (
     identity_objects,
 )
 from kubectl_istio_remote.istio import ISTIOD_PORT
+from kubectl_istio_remote.kube.kinds import (
+    CERTIFICATE,
+    DEPLOYMENT,
+    GATEWAY,
+    NETWORK_POLICY,
+    POD_DISRUPTION_BUDGET,
+    SERVICE,
+    SERVICE_MONITOR,
+    VIRTUAL_SERVICE,
+)
 
 NAME = "istio-remote-proxy"
 #: Prometheus scrapes `serve --metrics-listen` here, as it scrapes istiod's own monitoring port.
@@ -129,18 +139,16 @@ def _certificate(install: Install) -> dict[str, Any]:
     """cert-manager renews the Secret; the kubelet updates the mounted files and serve serves the renewal, no restart."""
     kind, _, name = (install.issuer or "").partition("/")
     hosts = [install.service_host, f"{install.service_host}.cluster.local", *([install.host] if install.host else [])]
-    return {
-        "apiVersion": "cert-manager.io/v1",
-        "kind": "Certificate",
-        "metadata": _metadata(install),
-        "spec": {
+    return CERTIFICATE.manifest(
+        _metadata(install),
+        spec={
             "secretName": install.tls_secret,
             "dnsNames": hosts,
             "usages": ["server auth", "digital signature"],
             "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
             "issuerRef": {"group": "cert-manager.io", "kind": kind, "name": name},
         },
-    }
+    )
 
 
 def _deployment(install: Install) -> dict[str, Any]:
@@ -157,11 +165,9 @@ def _deployment(install: Install) -> dict[str, Any]:
             {"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT, "protocol": "TCP"},
         ],
     )
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": _metadata(install),
-        "spec": {
+    return DEPLOYMENT.manifest(
+        _metadata(install),
+        spec={
             "replicas": REPLICAS,
             "selector": {"matchLabels": install.selector},
             "template": {
@@ -185,7 +191,7 @@ def _deployment(install: Install) -> dict[str, Any]:
                 },
             },
         },
-    }
+    )
 
 
 def _service(install: Install) -> dict[str, Any]:
@@ -194,16 +200,14 @@ def _service(install: Install) -> dict[str, Any]:
     spec: dict[str, Any] = {"selector": install.selector, "ports": [port, metrics]}
     if install.expose is Expose.loadbalancer:
         spec["type"] = "LoadBalancer"
-    return {"apiVersion": "v1", "kind": "Service", "metadata": _metadata(install), "spec": spec}
+    return SERVICE.manifest(_metadata(install), spec=spec)
 
 
 def _disruption_budget(install: Install) -> dict[str, Any]:
-    return {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": _metadata(install),
-        "spec": {"minAvailable": 1, "selector": {"matchLabels": install.selector}},
-    }
+    return POD_DISRUPTION_BUDGET.manifest(
+        _metadata(install),
+        spec={"minAvailable": 1, "selector": {"matchLabels": install.selector}},
+    )
 
 
 def _network_policy(install: Install) -> dict[str, Any]:
@@ -213,11 +217,9 @@ def _network_policy(install: Install) -> dict[str, Any]:
     if install.expose is Expose.gateway:
         source = [{"namespaceSelector": {}, "podSelector": {"matchLabels": install.gateway_labels}}]
     dns = [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": _metadata(install),
-        "spec": {
+    return NETWORK_POLICY.manifest(
+        _metadata(install),
+        spec={
             "podSelector": {"matchLabels": install.selector},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [
@@ -230,21 +232,19 @@ def _network_policy(install: Install) -> dict[str, Any]:
                 {"ports": [{"port": port, "protocol": "TCP"} for port in API_SERVER_PORTS]},
             ],
         },
-    }
+    )
 
 
 def _service_monitor(install: Install) -> dict[str, Any]:
     """prometheus-operator's scrape of the Service's metrics port, for clusters that run it."""
-    return {
-        "apiVersion": "monitoring.coreos.com/v1",
-        "kind": "ServiceMonitor",
-        "metadata": _metadata(install),
-        "spec": {
+    return SERVICE_MONITOR.manifest(
+        _metadata(install),
+        spec={
             "selector": {"matchLabels": install.selector},
             "namespaceSelector": {"matchNames": [install.namespace]},
             "endpoints": [{"port": METRICS_PORT_NAME, "path": "/metrics", "interval": "30s"}],
         },
-    }
+    )
 
 
 def _gateway(install: Install) -> dict[str, Any]:
@@ -254,23 +254,19 @@ def _gateway(install: Install) -> dict[str, Any]:
         "tls": {"mode": "PASSTHROUGH"},
         "hosts": [install.host],
     }
-    return {
-        "apiVersion": "networking.istio.io/v1",
-        "kind": "Gateway",
-        "metadata": _metadata(install),
-        "spec": {"selector": install.gateway_labels, "servers": [server]},
-    }
+    return GATEWAY.manifest(
+        _metadata(install),
+        spec={"selector": install.gateway_labels, "servers": [server]},
+    )
 
 
 def _virtual_service(install: Install) -> dict[str, Any]:
     route = {"destination": {"host": f"{install.service_host}.cluster.local", "port": {"number": AGGREGATOR_PORT}}}
-    return {
-        "apiVersion": "networking.istio.io/v1",
-        "kind": "VirtualService",
-        "metadata": _metadata(install),
-        "spec": {
+    return VIRTUAL_SERVICE.manifest(
+        _metadata(install),
+        spec={
             "hosts": [install.host],
             "gateways": [NAME],
             "tls": [{"match": [{"port": AGGREGATOR_PORT, "sniHosts": [install.host]}], "route": [route]}],
         },
-    }
+    )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubectl_istio_remote.istio import ISTIOD_PORT
+from kubectl_istio_remote.kube.kinds import POD, RBAC_GROUP, ROLE, ROLE_BINDING, SERVICE_ACCOUNT
 from kubectl_istio_remote.kube.labels import EXPIRES_ANNOTATION, EXPIRES_FORMAT, MANAGED_BY, SESSION_LABEL, USER_LABEL, label_value
 
 AGGREGATOR_PORT = ISTIOD_PORT
@@ -57,15 +58,13 @@ def identity_objects(metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The aggregator's ServiceAccount, its Role and their RoleBinding, all named and placed by `metadata`."""
     name, namespace = metadata["name"], metadata["namespace"]
     return {
-        "ServiceAccount": {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata},
-        "Role": {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": metadata, "rules": AGGREGATOR_RULES},
-        "RoleBinding": {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": metadata,
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
-        },
+        "ServiceAccount": SERVICE_ACCOUNT.manifest(metadata),
+        "Role": ROLE.manifest(metadata, rules=AGGREGATOR_RULES),
+        "RoleBinding": ROLE_BINDING.manifest(
+            metadata,
+            roleRef={"apiGroup": RBAC_GROUP, "kind": "Role", "name": name},
+            subjects=[{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        ),
     }
 
 
@@ -96,11 +95,9 @@ def session_pod_objects(pod: SessionPod, now: datetime.datetime | None = None) -
         "labels": {**MANAGED_BY, SESSION_LABEL: pod.session_id, USER_LABEL: label_value(pod.user)},
         "annotations": {EXPIRES_ANNOTATION: expires.strftime(EXPIRES_FORMAT)},
     }
-    body = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {**metadata, "annotations": {**metadata["annotations"], **NOT_MESHED}},
-        "spec": {
+    body = POD.manifest(
+        {**metadata, "annotations": {**metadata["annotations"], **NOT_MESHED}},
+        spec={
             "serviceAccountName": pod.name,
             "restartPolicy": "Never",
             "activeDeadlineSeconds": pod.ttl_seconds,
@@ -110,7 +107,7 @@ def session_pod_objects(pod: SessionPod, now: datetime.datetime | None = None) -
             "securityContext": POD_SECURITY_CONTEXT,
             "containers": [aggregator_container(pod.image, pod.pull_policy, pod.args)],
         },
-    }
+    )
     return {**identity_objects(metadata), "Pod": body}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
 
@@ -18,6 +19,10 @@ class Kind:
     @property
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
+
+    def manifest(self, metadata: dict[str, Any], **body: Any) -> dict[str, Any]:
+        """An object of this kind, as written to a cluster or printed for `kubectl apply`."""
+        return {"apiVersion": self.api_version, "kind": self.name, "metadata": metadata, **body}
 
     def path(self, namespace: str = "", name: str = "", subresource: str = "") -> str:
         """The REST path of the collection, or of one object (and its subresource)."""
@@ -42,6 +47,14 @@ MUTATING_WEBHOOK_CONFIGURATION = Kind(
     "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", "admissionregistration.k8s.io", namespaced=False
 )
 SELF_SUBJECT_ACCESS_REVIEW = Kind("SelfSubjectAccessReview", "selfsubjectaccessreviews", "authorization.k8s.io", namespaced=False)
+SERVICE = Kind("Service", "services")
+DEPLOYMENT = Kind("Deployment", "deployments", "apps")
+POD_DISRUPTION_BUDGET = Kind("PodDisruptionBudget", "poddisruptionbudgets", "policy")
+NETWORK_POLICY = Kind("NetworkPolicy", "networkpolicies", "networking.k8s.io")
+CERTIFICATE = Kind("Certificate", "certificates", "cert-manager.io")
+SERVICE_MONITOR = Kind("ServiceMonitor", "servicemonitors", "monitoring.coreos.com")
+GATEWAY = Kind("Gateway", "gateways", "networking.istio.io")
+VIRTUAL_SERVICE = Kind("VirtualService", "virtualservices", "networking.istio.io")
 SELF_SUBJECT_REVIEW = Kind("SelfSubjectReview", "selfsubjectreviews", "authentication.k8s.io", namespaced=False)
 
 #: What a pod-mode session creates, dependents first: the order in which teardown and cleanup delete.
