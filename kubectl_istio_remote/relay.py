@@ -107,8 +107,11 @@ class Relay:
         self.last_error = ""
         self.address = ""
 
-    async def start(self) -> str:
+    async def start(self, *, dial_ahead: bool = False) -> str:
+        """Listen; `dial_ahead`: open the first stream now, its handshakes overlapping whatever runs before it is used."""
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self._port)
+        if dial_ahead:
+            self._spare = asyncio.ensure_future(self._dial())
         self.address = f"127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
         return self.address
 

@@ -10,6 +10,7 @@ import pytest
 
 from kubectl_istio_remote.console import Console
 from kubectl_istio_remote.errors import ForbiddenError, UserError
+from kubectl_istio_remote.istioctl import Istioctl
 from kubectl_istio_remote.kube.cluster import Cluster
 from kubectl_istio_remote.kube.labels import EXPIRES_ANNOTATION, MANAGED_BY, SESSION_LABEL, USER_LABEL
 from kubectl_istio_remote.session.preflight import check_before_creating
@@ -117,10 +118,15 @@ def test_expired_objects_of_earlier_sessions_are_one_warning(cluster: tuple[Clus
 
 
 def test_shared_mode_asks_the_control_plane_cluster_nothing(cluster: tuple[Cluster, Script]) -> None:
+    """Before istioctl runs, the token's right is reviewed (istioctl's own refusal would not say which); a native command
+    asks for the token itself, and its refusal names the same right."""
     pinned, script = cluster
     script_healthy(script)
-    found = check_before_creating(settings_for(pinned, Mode.shared), Console(stderr=io.StringIO()), istioctl=None)
+    found = check_before_creating(settings_for(pinned, Mode.shared), Console(stderr=io.StringIO()), istioctl=Istioctl("istioctl", "1.27.0"))
     assert found.istiods is None and found.user == ""
     assert {path for _, path, _ in script.requests} == {REVIEWS}
     (only,) = [body["spec"]["resourceAttributes"] for _, _, body in script.requests]
     assert (only["verb"], only["resource"], only["subresource"], only["name"]) == ("create", "serviceaccounts", "token", "default")
+    script.requests.clear()
+    check_before_creating(settings_for(pinned, Mode.shared), Console(stderr=io.StringIO()), istioctl=None)
+    assert script.requests == []

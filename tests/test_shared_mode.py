@@ -200,7 +200,8 @@ def test_an_unreachable_aggregator_is_one_line_with_the_operators_fix() -> None:
 def test_proxy_status_through_a_shared_aggregator_asks_the_mesh_cluster_for_a_token_and_nothing_else(
     serve: Callable[[Sequence[str]], tuple[Mesh, bytes]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The mesh user's whole run: rights reviewed, a token asked for; nothing else asked, nothing made; every proxy shown."""
+    """The mesh user's whole native run: a token asked for (its refusal is the rights check); nothing else asked, nothing
+    made; every proxy shown."""
     mesh, ca = serve(["127.0.0.1"])
     (tmp_path / "ca.pem").write_bytes(ca)
     monkeypatch.setenv("PATH", os.defpath)
@@ -222,4 +223,40 @@ def test_proxy_status_through_a_shared_aggregator_asks_the_mesh_cluster_for_a_to
     assert result.exit_code == ExitStatus.SUCCESS, result.stderr
     listed = {status["name"]: status["istiod"] for status in json.loads(result.stdout)["proxies"]}
     assert listed == {proxy: istiod.name for istiod in mesh.istiods for proxy in istiod.proxies}  # the ISTIOD column per replica
-    assert {(method, path.split("?")[0]) for method, path, _ in script.requests} == {("POST", REVIEWS_PATH), ("POST", TOKEN_PATH)}
+    assert {(method, path.split("?")[0]) for method, path, _ in script.requests} == {("POST", TOKEN_PATH)}
+
+
+def test_a_native_run_starts_on_the_aggregator_the_last_run_found_only_if_it_is_still_advertised(
+    serve: Callable[[Sequence[str]], tuple[Mesh, bytes]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second run opens its connection to the remembered aggregator while the advertisement is read; when the operator
+    moved it, the old one gets no request and the new one answers."""
+    first, first_ca = serve(["127.0.0.1"])
+    moved, moved_ca = serve(["127.0.0.1"])
+
+    def served(mesh: Mesh) -> int:
+        return sum(len(istiod.seen_requests) for istiod in mesh.istiods)
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    ahead = "is the one of the last run: its connection was opened ahead"
+    with apiserver(tmp_path, "mesh") as (cluster, script):
+        script.on("POST", REVIEWS_PATH, Answer(201, {"status": {"allowed": True}}))
+        script.on("POST", TOKEN_PATH, Answer(201, {"status": {"token": "mesh-token"}}))
+
+        def proxy_status(mesh: Mesh, ca: bytes) -> tuple[set[str], str]:
+            script.on("GET", CONFIGMAP_PATH, configmap(address=shared_at(mesh, ca).address, **{"ca.crt": ca.decode()}))
+            result = run_cli("proxy-status", "--native", "-v", "-o", "json", "-i", NAMESPACE, "--kubeconfig", str(cluster.kubeconfig))
+            assert result.exit_code == ExitStatus.SUCCESS, result.stderr
+            return {status["istiod"] for status in json.loads(result.stdout)["proxies"]}, result.stderr
+
+        every = {istiod.name for istiod in first.istiods}
+        answered, said = proxy_status(first, first_ca)
+        assert answered == every and ahead not in said
+        answered, said = proxy_status(first, first_ca)
+        assert answered == every and f"{shared_at(first, first_ca).address} {ahead}" in said
+        before = served(first)
+        answered, said = proxy_status(moved, moved_ca)
+        assert answered == every and ahead not in said
+        assert served(first) == before and served(moved) == len(moved.istiods)
+        _, said = proxy_status(moved, moved_ca)
+        assert f"{shared_at(moved, moved_ca).address} {ahead}" in said

@@ -63,12 +63,13 @@ def flags(ctx: click.Context) -> SessionFlags:
 
 
 def session_settings(
-    ctx: click.Context, earlier_errors: Callable[[], object] = lambda: None, *, mode: Mode | None = None
+    ctx: click.Context, earlier_errors: Callable[[], object] = lambda: None, *, mode: Mode | None = None, native: bool = False
 ) -> SessionSettings:
     """The flag groups' values resolved against the clusters (contexts pinned, mode and namespace settled).
 
     `earlier_errors` is work started before (looking for istioctl): if resolving fails, its own error is raised first.
     `mode` is the mode of a command without --mode (cleanup works on pod mode's objects, whatever is advertised).
+    `native`: the session is for our own call (not istioctl's), which may start on the remembered shared aggregator.
     """
     import dataclasses
 
@@ -76,7 +77,7 @@ def session_settings(
 
     given = flags(ctx) if mode is None else dataclasses.replace(flags(ctx), mode=mode)
     try:
-        return resolve_settings(given, console(ctx))
+        return resolve_settings(given, console(ctx), warm=native)
     except UserError:
         earlier_errors()
         raise
@@ -104,7 +105,8 @@ def through_session(ctx: click.Context, settings: SessionSettings, ask: Callable
     chosen = current(ctx).console
     chosen.quiet_logger(AGGREGATOR_LOGGER)
     with signals_interrupt():
-        token = istioctl_token_soon(settings.mesh, settings.istio_namespace)
+        warm = settings.warm_start
+        token = warm.token if warm is not None else istioctl_token_soon(settings.mesh, settings.istio_namespace)
         with open_session(settings, chosen, istioctl=None) as connection:
             try:
                 return ask(connection, token())

@@ -33,7 +33,7 @@ def command(ctx: click.Context, pod: str | None, output: str, namespace: str | N
 
     # istioctl's version is read while the contexts are resolved; a wrong --istioctl is still the first error.
     lookup = (lambda: None) if native else istioctl_adapter.find_soon(istioctl_path)
-    settings = invocation.session_settings(ctx, earlier_errors=lookup)
+    settings = invocation.session_settings(ctx, earlier_errors=lookup, native=native)
     istioctl = lookup()
     console = invocation.console(ctx)
     given = invocation.flags(ctx).connection

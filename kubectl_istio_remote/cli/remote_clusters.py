@@ -15,7 +15,7 @@ def command(ctx: click.Context, output: str) -> int:
     from kubectl_istio_remote.aggregator.queries import ask_once, debug_request
     from kubectl_istio_remote.native import clusterz, render
 
-    settings = invocation.session_settings(ctx)
+    settings = invocation.session_settings(ctx, native=True)
     console = invocation.console(ctx)
     request = debug_request(settings.istio_namespace, clusterz.PAGE)
     replies = invocation.through_session(ctx, settings, lambda connection, token: ask_once(connection, token, request, settings.timeout))

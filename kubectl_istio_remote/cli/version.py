@@ -41,7 +41,7 @@ def command(ctx: click.Context, output: str, remote: bool, istioctl_path: str | 
     )
     status = 0
     if remote:
-        settings = invocation.session_settings(ctx)
+        settings = invocation.session_settings(ctx, native=True)
         syncz = invocation.native_syncz(ctx, settings, None)
         rows, proxies = builds.replicas(syncz), builds.data_plane(syncz)
         report.update(builds.document(rows, proxies, syncz.failed))

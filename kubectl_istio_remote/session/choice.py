@@ -20,6 +20,7 @@ from kubectl_istio_remote.kube.api_errors import ApiError
 from kubectl_istio_remote.kube.cluster import Cluster, pin_clusters
 from kubectl_istio_remote.kube.kinds import CONFIG_MAP, POD
 from kubectl_istio_remote.kube.records import Meta, items
+from kubectl_istio_remote.session import warm_start
 from kubectl_istio_remote.session.settings import Mode, SessionFlags, SessionSettings
 
 if TYPE_CHECKING:
@@ -32,10 +33,24 @@ NOT_ADVERTISED_HINT = (
 )
 
 
-def resolve_settings(flags: SessionFlags, console: Console) -> SessionSettings:
-    """Pin both contexts, settle the mode and the istio namespace once, before anything is created."""
+def resolve_settings(flags: SessionFlags, console: Console, *, warm: bool = False) -> SessionSettings:
+    """Pin both contexts, settle the mode and the istio namespace once, before anything is created.
+
+    `warm` (a native command's session): what the last run learnt of the shared aggregator is started on at once.
+    """
     mesh, external = pin_clusters(flags.connection, flags.external_context)
-    mode, shared, namespace = choose_mode(flags, mesh, external, console)
+    places = advertised_places(flags)
+    started = warm_start.begin(mesh, places) if warm and flags.mode in (Mode.auto, Mode.shared) and not flags.aggregator else None
+    try:
+        mode, shared, namespace = choose_mode(flags, mesh, external, console)
+    except BaseException:
+        if started is not None:
+            started.close()
+        raise
+    if warm and flags.mode in (Mode.auto, Mode.shared) and not flags.aggregator:
+        started = warm_start.settle(started, mesh, places, shared)
+        if started is not None:
+            console.detail(f"the shared aggregator at {started.remembered.address} is the one of the last run: its connection was opened ahead")
     return SessionSettings(
         mesh=mesh,
         external=external,
@@ -49,7 +64,14 @@ def resolve_settings(flags: SessionFlags, console: Console) -> SessionSettings:
         image_pull_secrets=flags.image_pull_secret,
         pull_policy=flags.pull_policy,
         verbose=flags.verbose,
+        warm_start=started,
     )
+
+
+def advertised_places(flags: SessionFlags) -> list[str]:
+    """Where the advertisement is looked for: -i, else where the mesh user's istio namespace usually is (Istio's default,
+    and the namespace of Istio's external-control-plane guide)."""
+    return [flags.istio_namespace] if flags.istio_namespace else list(ADVERTISED_NAMESPACES)
 
 
 def choose_mode(flags: SessionFlags, mesh: Cluster, external: Cluster, console: Console) -> tuple[Mode, Advertisement | None, str]:
@@ -67,9 +89,8 @@ def choose_mode(flags: SessionFlags, mesh: Cluster, external: Cluster, console: 
         if flags.mode is Mode.auto:
             console.progress(f"using the shared aggregator at {given.address} (--aggregator)")
         return Mode.shared, given, given.namespace
-    # Without -i, where the mesh user's istio namespace usually is: Istio's default, and the namespace of Istio's
-    # external-control-plane guide. A mesh user may not list namespaces, so each is asked at once.
-    places = [namespace] if namespace else list(ADVERTISED_NAMESPACES)
+    # A mesh user may not list namespaces, so each place is asked at once.
+    places = advertised_places(flags)
     calls: list[Callable[[], object]] = [functools.partial(read_advertisement, mesh, place) for place in places]
     # Pod mode's namespace is looked for at the same time in a control-plane cluster named apart; with one context,
     # the mesh user's usual case, only once pod mode is chosen: they may not list pods, and need not be refused.

@@ -27,7 +27,7 @@ def make_mode(settings: SessionSettings, io: LoopThread, console: Console, prefl
     if settings.shared is not None:
         from kubectl_istio_remote.session.shared_mode import SharedMode
 
-        return SharedMode(settings.shared, io, checked=checked)
+        return SharedMode(settings.shared, io, checked=checked, warm=settings.warm_start)
     if settings.mode is Mode.local:
         from kubectl_istio_remote.session.local_mode import LocalMode
 

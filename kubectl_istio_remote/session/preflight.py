@@ -35,7 +35,10 @@ def check_before_creating(settings: SessionSettings, console: Console, istioctl:
     """Raise, naming what is wrong, unless istiod is found and every right is granted; warn about leftovers."""
     needs = permissions.needs(settings.mode, settings.mesh, settings.external, settings.istio_namespace, istioctl=istioctl)
     if settings.mode is Mode.shared:
-        permissions.refuse_missing(needs, permissions.check(needs))
+        # The only right is the token's: a native command asks for the token itself, and a refusal says the same
+        # (which verb, on what, for whom) a round trip sooner. istioctl's own refusal would not be as clear.
+        if istioctl is not None:
+            permissions.refuse_missing(needs, permissions.check(needs))
         return Preflight(None, "")
     external, namespace = settings.external, settings.istio_namespace
     calls: list[Callable[[], Any]] = [

@@ -21,6 +21,7 @@ from kubectl_istio_remote.kube.overrides import ConnectionFlags
 if TYPE_CHECKING:
     from kubectl_istio_remote.deploy.advertisement import Advertisement
     from kubectl_istio_remote.kube.cluster import Cluster
+    from kubectl_istio_remote.session.warm_start import WarmStart
 
 
 class Mode(str, enum.Enum):
@@ -92,6 +93,8 @@ class SessionSettings:
     pull_policy: PullPolicy = PullPolicy.IfNotPresent
     istiod_timeout: float = ISTIOD_TIMEOUT_SECONDS
     verbose: bool = False
+    #: A native command's start on the remembered shared aggregator, already checked against the fresh advertisement.
+    warm_start: WarmStart | None = None
 
     @property
     def istiod_selector(self) -> str:

@@ -19,6 +19,7 @@ from kubectl_istio_remote.trust import verifying_context
 
 if TYPE_CHECKING:
     from kubectl_istio_remote.aggregator.client import Connection
+    from kubectl_istio_remote.session.warm_start import WarmStart
 
 OPERATOR_HINT = (
     "tell the mesh operator (`kubectl istio-remote doctor` shows what is wrong), or use --mode pod with rights in the control-plane cluster"
@@ -38,19 +39,22 @@ def connection_to(shared: Advertisement) -> Connection:
 
 
 class SharedMode:
-    def __init__(self, shared: Advertisement, io: LoopThread, *, checked: bool = True) -> None:
+    def __init__(self, shared: Advertisement, io: LoopThread, *, checked: bool = True, warm: WarmStart | None = None) -> None:
         self._shared = shared
         self._io = io
         self._checked = checked
+        self._warm = warm
 
     def open(self, deadline: float) -> Connection:
         """Nothing to start and nothing to wait for: the aggregator answers now, or the user is told why not. Unchecked,
         the caller's own first call is the check (three round trips fewer; `explain_failure` when it fails)."""
         if self._checked:
             check_serving(self._io, self._shared, min(CHECK_SECONDS, left(deadline)))
-        return connection_to(self._shared)
+        return connection_to(self._shared) if self._warm is None else self._warm.connection()
 
     def close(self, deadline: float, stop_waiting: Callable[[], bool]) -> list[str]:
+        if self._warm is not None:
+            self._warm.close()
         return []
 
 
