@@ -33,6 +33,8 @@ from bench.sandbox import SANDBOX, Sandbox, running_sandbox
 from bench.timing import as_installed
 
 ROUNDS = int(os.environ.get("NETWORK_ROUNDS", "5"))
+#: Where the plugin remembers (session/warm_start): one directory kept through a row's runs, or a new one for each run.
+CACHE, REMEMBERED, FRESH = "XDG_CACHE_HOME", "kept through the runs", "new for each run"
 RTTS_MS = (0, 50, 150)
 CLUSTERS = ["--context", "remote", "--external-context", "external"]
 #: User agents of the requests that cross the slow link: the plugin on the user's machine, and istioctl.
@@ -44,6 +46,7 @@ TARGETS = {
     "proxy-status --mode pod": 20,
     "mesh user: proxy-status --mode shared": 5,
     "mesh user: proxy-status --mode shared --native": 5,
+    "mesh user: proxy-status --mode shared --native, nothing remembered": 5,
     "mesh user: proxy-status (auto finds the advertisement)": 5,
 }
 
@@ -60,6 +63,7 @@ class Run:
 def commands(sandbox: Sandbox) -> dict[str, tuple[list[str], dict[str, str]]]:
     direct = {"ISTIOCTL_XDS_ADDRESS": f"{sandbox.istiods[0]}:15012"}
     plugin = ["kubectl-istio_remote"]
+    native = [*plugin, "proxy-status", *MESH_USER, "--mode", "shared", "--native"]
     return {
         "istioctl straight at one replica": (["istioctl", "proxy-status", "--context", "remote", "-i", sandbox.istio_namespace], direct),
         "proxy-status --mode local": ([*plugin, "proxy-status", *CLUSTERS, "--mode", "local"], {}),
@@ -69,7 +73,10 @@ def commands(sandbox: Sandbox) -> dict[str, tuple[list[str], dict[str, str]]]:
         "shell --mode local -- true": ([*plugin, "shell", *CLUSTERS, "--mode", "local", "--", "true"], {}),
         "shell --mode pod -- true": ([*plugin, "shell", *CLUSTERS, "--mode", "pod", "--", "true"], {}),
         "mesh user: proxy-status --mode shared": ([*plugin, "proxy-status", *MESH_USER, "--mode", "shared"], {}),
-        "mesh user: proxy-status --mode shared --native": ([*plugin, "proxy-status", *MESH_USER, "--mode", "shared", "--native"], {}),
+        # A native run remembers the aggregator it found (session/warm_start) and the next one starts on it; the row
+        # "nothing remembered" is every mesh user's first run, and each run after the aggregator moved.
+        "mesh user: proxy-status --mode shared --native": (native, {CACHE: REMEMBERED}),
+        "mesh user: proxy-status --mode shared --native, nothing remembered": (native, {CACHE: FRESH}),
         "mesh user: proxy-status (auto finds the advertisement)": ([*plugin, "proxy-status", *MESH_USER], {}),
     }
 
@@ -132,6 +139,12 @@ def run_once(argv: list[str], env: dict[str, str], logs: dict[str, str]) -> Run:
     return Run(wall, cpu, counts, min(received) - started_at if received else None)
 
 
+def with_cache(extra: dict[str, str], kept: str) -> dict[str, str]:
+    """The row's variables, its cache directory made real: `kept`, or a new one inside it (removed with it)."""
+    made = {REMEMBERED: lambda: kept, FRESH: lambda: tempfile.mkdtemp(dir=kept)}
+    return {name: made[value]() if value in made else value for name, value in extra.items()}
+
+
 def measure(sandbox: Sandbox, aggregator: str, only: str = "") -> dict[int, dict[str, list[Run]]]:
     results: dict[int, dict[str, list[Run]]] = {}
     for rtt in RTTS_MS:
@@ -142,8 +155,9 @@ def measure(sandbox: Sandbox, aggregator: str, only: str = "") -> dict[int, dict
         for name, (argv, extra) in commands(sandbox).items():
             if only not in name:
                 continue
-            run_once(argv, {**env, **extra}, logs)  # warm-up
-            results[rtt][name] = [run_once(argv, {**env, **extra}, logs) for _ in range(ROUNDS)]
+            with tempfile.TemporaryDirectory(prefix="bench-cache-") as kept:
+                runs = [run_once(argv, {**env, **with_cache(extra, kept)}, logs) for _ in range(ROUNDS + 1)]
+            results[rtt][name] = runs[1:]  # after one warm-up
             print(f"rtt {rtt} ms: {name}: {statistics.median(r.wall for r in results[rtt][name]):.2f} s", file=sys.stderr, flush=True)
     latency(0, aggregator)
     return results
