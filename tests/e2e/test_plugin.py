@@ -14,7 +14,7 @@ from kubectl_istio_remote.kube.records import Meta, items
 from kubectl_istio_remote.status import ExitStatus
 from tests.e2e.conftest import Sandbox
 from tests.e2e.test_sandbox_proof import listed_proxies
-from tests.sandbox import operator
+from tests.sandbox import image, operator
 from tests.sandbox.clusters import LIMITED_USER, api, apply, pinned
 
 CLUSTERS = ["--context", "remote", "--external-context", "external"]
@@ -194,8 +194,8 @@ def test_doctor_passes_for_a_full_rights_user(sandbox: Sandbox) -> None:
         (["-i", "no-such-namespace"], ExitStatus.ERROR, ["namespace no-such-namespace does not exist", "context external"]),
         (["-i", "external-istiod", "--revision", "canary"], ExitStatus.ERROR, ["no istiod found", "istio.io/rev=canary", "--revision"]),
         (["--istioctl", "/nonexistent/istioctl"], ExitStatus.ERROR, ["istioctl not found", "--istioctl", "--native"]),
-        # An image whose pod runs but never answers (the sandbox runs only our own image's pods).
-        (["--image", "example.invalid/never-answers:1", "--timeout", "3"], ExitStatus.TIMEOUT, ["within --timeout", "raise --timeout"]),
+        # An image whose pod runs (the sandbox runs every pod the plugin makes) but never answers.
+        (["--image", image.SILENT_IMAGE, "--timeout", "5"], ExitStatus.TIMEOUT, ["within --timeout", "raise --timeout"]),
     ],
     ids=["no-istiod", "missing-namespace", "wrong-revision", "istioctl-missing", "timeout"],
 )

@@ -159,6 +159,22 @@ def _base(name: str, variant: str, packages: str, steps: str) -> None:
     log(f"image base {name}: built from Debian packages in {time.monotonic() - started:.0f} s")
 
 
+#: A pod of it runs and never answers (its entrypoint ignores the aggregator's arguments), as a wrong --image would.
+SILENT_IMAGE = "localhost/never-answers:1"
+SILENT_RECIPE = 'FROM python:3.11-slim-bookworm\nENTRYPOINT ["python3", "-c", "import time; time.sleep(86400)"]\n'
+
+
+def _silent_image() -> None:
+    recipe = hashlib.sha256(SILENT_RECIPE.encode()).hexdigest()[:12]
+    if _label(SILENT_IMAGE, "sandbox.recipe") == recipe:
+        return
+    work = HERE / "silent"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "Containerfile").write_text(f'{SILENT_RECIPE}LABEL sandbox.recipe="{recipe}"\n')
+    podman("build", "--pull=never", "--network=none", "-t", SILENT_IMAGE, str(work))
+    log(f"image {SILENT_IMAGE}: built")
+
+
 def _label(name: str, key: str) -> str:
     """A label of a local image ("" when the image or the label is missing)."""
     result = podman("image", "inspect", "--format", f'{{{{index .Labels "{key}"}}}}', name, check=False)
@@ -184,10 +200,12 @@ def build_image() -> float:
     digest = source_digest()
     pushed = HERE / "registry" / "pushed"
     if _label(IMAGE, "sandbox.source") == digest and pushed.exists() and pushed.read_text() == digest:
+        _silent_image()
         return 0.0
     started = time.monotonic()
     for name, (variant, packages, steps) in BASES.items():
         _base(name, variant, packages, steps)
+    _silent_image()
     built = time.monotonic()
     dockerfile = str(REPOSITORY / "Dockerfile")
     podman(

@@ -1,7 +1,8 @@
-"""The sandbox's kubelet for this project's proxy image: run such pods as containers of their image.
+"""The sandbox's kubelet for the plugin's pods: run them as containers of their image.
 
-kwok marks every pod Running without running anything. For pods whose image is this project's
-proxy image we do what a kubelet would (tests/sandbox/containers.py): pull the pod's image (a
+kwok marks every pod Running without running anything. For every pod the plugin makes (labelled
+as a session's or the install's, whatever its image) and any pod of this project's image we do
+what a kubelet would (tests/sandbox/containers.py): pull the pod's image (a
 failed pull is ErrImagePull, then ImagePullBackOff, in the pod's status), run it with the pod's
 args, env, securityContext, a real bound service-account token projected at the standard path and
 mounted Secrets (updated atomically, as a kubelet does, when the Secret changes); report its exit in the pod's status; stop it when the pod goes away; fail the pod
@@ -26,6 +27,8 @@ import yaml
 from kubernetes import client, watch
 
 from kubectl_istio_remote import IMAGE_REPOSITORY
+from kubectl_istio_remote.deploy.install import NAME as INSTALL_NAME
+from kubectl_istio_remote.kube.labels import MANAGED_BY
 from tests.sandbox import containers, volumes
 from tests.sandbox.clusters import KUBECONFIG, api, apply, cluster
 from tests.sandbox.mesh import port_forward
@@ -67,7 +70,11 @@ def private_loopback(pod_ip: str) -> str:
 
 
 def _is_ours(pod: client.V1Pod) -> bool:
-    return any(c.image.startswith(IMAGE_REPOSITORY) for c in pod.spec.containers)
+    """Every pod the plugin makes (a session's, the operator's install), whatever image it names, and any of our image:
+    a pod of another image kwok alone would call Running without running anything, and a test could pass by accident."""
+    labels = pod.metadata.labels or {}
+    made = labels.items() >= MANAGED_BY.items() or labels.get("app.kubernetes.io/name") == INSTALL_NAME
+    return made or any(c.image.startswith(IMAGE_REPOSITORY) for c in pod.spec.containers)
 
 
 def _env(pod: client.V1Pod, container: client.V1Container) -> dict[str, str]:
@@ -251,12 +258,15 @@ def run(stop: threading.Event) -> None:
                 stop.wait(1)
             now = datetime.datetime.now(datetime.timezone.utc)
             for key, entry in list(started.items()):
-                if entry.deadline and now >= entry.deadline:
-                    _halt(entry)
-                    _fail_past_deadline(key, core)
-                    started[key] = Started(entry.container, None)
-                else:
-                    started[key] = _follow(key, entry, core)
+                try:
+                    if entry.deadline and now >= entry.deadline:
+                        _halt(entry)
+                        _fail_past_deadline(key, core)
+                        started[key] = Started(entry.container, None)
+                    else:
+                        started[key] = _follow(key, entry, core)
+                except Exception as error:  # an API server's 429 or 500, a pod deleted meanwhile: the next window tries again
+                    log(f"pod runner: {key[0]}/{key[1]}: {type(error).__name__}: {error}")
     for entry in started.values():
         _halt(entry)
 
@@ -319,7 +329,7 @@ def main() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    log("pod runner: watching pods of image " + IMAGE_REPOSITORY)
+    log(f"pod runner: running the plugin's pods and those of image {IMAGE_REPOSITORY}")
     run(stop)
     sys.exit(0)
 
