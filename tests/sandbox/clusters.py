@@ -16,7 +16,10 @@ from pathlib import Path
 import yaml
 from kubernetes import client, config
 
+from kubectl_istio_remote import IMAGE_REPOSITORY
+from kubectl_istio_remote.deploy.install import NAME as INSTALL_NAME
 from kubectl_istio_remote.kube.cluster import Cluster, transport_for
+from kubectl_istio_remote.kube.labels import MANAGED_BY
 from tests.sandbox import build, procs
 from tests.sandbox.paths import STATE, log
 from tests.sandbox.pki import Authority
@@ -174,21 +177,26 @@ def _kwok_module() -> Path:
     return Path(json.loads(build.go_module_info("sigs.k8s.io/kwok", build.KWOK_VERSION))["Dir"])
 
 
-#: kwok's pod-ready stage marks every container ready at once; a container with a readinessProbe is left not ready,
-#: for the pod runner's prober (probes.py) to mark, as a kubelet would, once its probe passes.
+((MANAGED_BY_KEY, MANAGED_BY_VALUE),) = MANAGED_BY.items()
+#: Pods the pod runner runs (podrunner._is_ours, in kwok's template language): the plugin's by their labels, and any of our image.
+HELD = (
+    f'{{{{ $held := or (eq (dig "metadata" "labels" "{MANAGED_BY_KEY}" "" .) "{MANAGED_BY_VALUE}")'
+    f' (eq (dig "metadata" "labels" "app.kubernetes.io/name" "" .) "{INSTALL_NAME}") }}}}'
+    f'{{{{ range .spec.containers }}}}{{{{ if or .readinessProbe (hasPrefix "{IMAGE_REPOSITORY}" .image) }}}}'
+    "{{ $held = true }}{{ end }}{{ end }}"
+)
+#: kwok's pod-ready stage marks every container ready at once; a pod the pod runner runs, or one with a readinessProbe,
+#: is left not ready, for the runner to mark (probes.py) once its container runs and its probe passes, as a kubelet would.
 READY_BY_PROBE = (
-    (
-        "type: Initialized\n",
-        "type: Initialized\n      {{ $probed := false }}{{ range .spec.containers }}{{ if .readinessProbe }}{{ $probed = true }}{{ end }}{{ end }}\n",
-    ),
-    ('status: "True"\n        type: Ready\n', 'status: {{ if $probed }}"False"{{ else }}"True"{{ end }}\n        type: Ready\n'),
+    ("type: Initialized\n", f"type: Initialized\n      {HELD}\n"),
+    ('status: "True"\n        type: Ready\n', 'status: {{ if $held }}"False"{{ else }}"True"{{ end }}\n        type: Ready\n'),
     (
         'status: "True"\n        type: ContainersReady\n',
-        'status: {{ if $probed }}"False"{{ else }}"True"{{ end }}\n        type: ContainersReady\n',
+        'status: {{ if $held }}"False"{{ else }}"True"{{ end }}\n        type: ContainersReady\n',
     ),
     (
         "name: {{ .name | Quote }}\n        ready: true\n        restartCount: 0\n        state:",
-        "name: {{ .name | Quote }}\n        ready: {{ if .readinessProbe }}false{{ else }}true{{ end }}\n        restartCount: 0\n        state:",
+        "name: {{ .name | Quote }}\n        ready: {{ if $held }}false{{ else }}true{{ end }}\n        restartCount: 0\n        state:",
     ),
 )
 

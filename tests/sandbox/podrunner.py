@@ -187,7 +187,12 @@ def _start(pod: client.V1Pod, core: client.CoreV1Api) -> Started:
     containers.stop(name)  # a container of a pod of the same name that a killed runner left
     containers.run(name, pod, container, _args(container, addresses), env, mounts, LOGS / f"{name}.log")
     log(f"pod runner: started {pod.metadata.namespace}/{pod.metadata.name} from {container.image} on {forward_to}")
-    prober = ReadinessProber(pod, core).start() if ReadinessProber.wanted(pod) else None
+    prober = ReadinessProber(pod, core)
+    if ReadinessProber.wanted(pod):
+        prober.start()
+    else:
+        prober.report(True)  # no probe: Ready once its container runs, as a kubelet says it (kwok held it until now)
+        prober = None
     return Started(name, deadline, secrets=tuple(secrets.values()), pod_ip=pod.status.pod_ip, prober=prober)
 
 

@@ -1,8 +1,10 @@
-"""The sandbox kubelet's readiness prober: a pod with a readinessProbe is Ready only once the probe passes.
+"""The sandbox kubelet's readiness prober: a pod the pod runner runs is Ready only once its container runs, and one
+with a readinessProbe only once the probe passes.
 
-kwok would mark every pod Ready at once; the sandbox's kwok stage (clusters.py) leaves a container
-with a readinessProbe not ready, and this prober, run by the pod runner for the containers it
-starts, does what a kubelet does: the first probe after initialDelaySeconds, then one every
+kwok would mark every pod Ready at once; the sandbox's kwok stage (clusters.py) leaves the pods the runner runs not
+ready (a new pod on a reused IP was Ready, and answered by the last pod's container, before its own started), and
+the runner reports one without a probe ready when its container has started. For a probe it does what a kubelet
+does: the first probe after initialDelaySeconds, then one every
 periodSeconds, Ready after successThreshold passes in a row, not Ready after failureThreshold
 failures. A Deployment's rollout waits on that, as in a real cluster: without it a new pod is
 Ready before its process listens, and the old ones go while nothing serves. tcpSocket probes
@@ -60,9 +62,9 @@ class ReadinessProber:
             else:
                 passes, failures = 0, failures + 1
             if not ready and passes >= successes_needed:
-                ready = self._report(True)
+                ready = self.report(True)
             elif ready and failures >= failures_allowed:
-                ready = not self._report(False)
+                ready = not self.report(False)
             self._stop.wait(period)
 
     def _passes(self, probe: client.V1Probe) -> bool:
@@ -81,7 +83,7 @@ class ReadinessProber:
             return int(port)
         return next(p.container_port for p in self._pod.spec.containers[0].ports or [] if p.name == port)
 
-    def _report(self, ready: bool) -> bool:
+    def report(self, ready: bool) -> bool:
         """The pod's Ready and ContainersReady conditions and its container's ready flag; True once the API server took it."""
         status = "True" if ready else "False"
         container = self._pod.spec.containers[0]
