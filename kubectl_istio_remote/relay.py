@@ -75,6 +75,13 @@ def client_tls_context(ca_file: str | None) -> ssl.SSLContext:
     return context
 
 
+def verified_tls(ca_pem: str) -> ssl.SSLContext:
+    """Client TLS for gRPC, verified against `ca_pem` (PEM; "" for the system's roots) as grpc's own TLS would verify it."""
+    context = verifying_context(cadata=ca_pem or None)
+    context.set_alpn_protocols(["h2"])
+    return context
+
+
 async def start_tls(writer: asyncio.StreamWriter, context: ssl.SSLContext, server_hostname: str | None) -> None:
     """TLS over an open stream (a port-forward's, a proxy's), in place: StreamWriter.start_tls, which Python 3.10 lacks."""
     if sys.version_info >= (3, 11):

@@ -12,6 +12,7 @@ from typing import Any
 
 from kubectl_istio_remote.errors import UsageError, UserError
 from kubectl_istio_remote.kube.kinds import CONFIG_MAP, RBAC_GROUP, ROLE, ROLE_BINDING
+from kubectl_istio_remote.relay import Target
 
 CONFIGMAP_NAME = "istio-remote-aggregator"
 ADDRESS_KEY = "address"
@@ -38,6 +39,12 @@ class Advertisement:
     @property
     def verified_name(self) -> str:
         return self.server_name or self.address.rpartition(":")[0].strip("[]")
+
+    @property
+    def target(self) -> Target:
+        """The aggregator as a relay dials it: its address, and the name its certificate is verified for (and SNI)."""
+        host, _, port = self.address.rpartition(":")
+        return Target(self.address, host.strip("[]"), int(port), self.verified_name)
 
     @property
     def trusted(self) -> str:

@@ -50,7 +50,9 @@ def resolve_settings(flags: SessionFlags, console: Console, *, warm: bool = Fals
     if warm and flags.mode in (Mode.auto, Mode.shared) and not flags.aggregator:
         started = warm_start.settle(started, mesh, places, shared)
         if started is not None:
-            console.detail(f"the shared aggregator at {started.remembered.address} is the one of the last run: its connection was opened ahead")
+            console.detail(
+                f"the shared aggregator at {started.remembered.address} is the one of the last run: its connection was opened ahead"
+            )
     return SessionSettings(
         mesh=mesh,
         external=external,

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 from kubectl_istio_remote.deploy.advertisement import Advertisement
 from kubectl_istio_remote.errors import UnavailableError
+from kubectl_istio_remote.relay import verified_tls
 from kubectl_istio_remote.session.health import CHECK_SECONDS, left
 from kubectl_istio_remote.session.loop import LoopThread
-from kubectl_istio_remote.trust import verifying_context
 
 if TYPE_CHECKING:
     from kubectl_istio_remote.aggregator.client import Connection
@@ -85,8 +85,7 @@ def explain_failure(shared: Advertisement, timeout: float) -> None:
 def connection_problem(shared: Advertisement, timeout: float) -> tuple[str, str]:
     """Why a TLS connection to the aggregator fails, and the operator's fix (("", "") when it does not fail)."""
     host, _, port = shared.address.rpartition(":")
-    context = verifying_context(cadata=shared.ca_pem or None)
-    context.set_alpn_protocols(["h2"])
+    context = verified_tls(shared.ca_pem)
     try:
         with (
             socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as raw,

@@ -20,10 +20,9 @@ from typing import TYPE_CHECKING
 
 from kubectl_istio_remote.deploy.advertisement import Advertisement
 from kubectl_istio_remote.kube.cluster import Cluster
-from kubectl_istio_remote.relay import Relay, Target, TcpDialer
+from kubectl_istio_remote.relay import Relay, TcpDialer, verified_tls
 from kubectl_istio_remote.session.loop import LoopThread
 from kubectl_istio_remote.session.token import istioctl_token_soon
-from kubectl_istio_remote.trust import verifying_context
 
 if TYPE_CHECKING:
     from kubectl_istio_remote.aggregator.client import Connection
@@ -42,10 +41,7 @@ class WarmStart:
     def __init__(self, remembered: Advertisement, mesh: Cluster) -> None:
         self.remembered = remembered
         self._io = LoopThread()
-        host, _, port = remembered.address.rpartition(":")
-        tls = verifying_context(cadata=remembered.ca_pem or None)
-        tls.set_alpn_protocols(["h2"])
-        self._relay = Relay(Target(remembered.address, host.strip("[]"), int(port), remembered.verified_name), TcpDialer(), tls)
+        self._relay = Relay(remembered.target, TcpDialer(), verified_tls(remembered.ca_pem))
         self._address = self._io.run(self._relay.start(dial_ahead=True), START_SECONDS)
         self.token: Callable[[], str] = istioctl_token_soon(mesh, remembered.namespace)
 
