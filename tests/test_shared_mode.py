@@ -6,11 +6,13 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
+from kubectl_istio_remote.aggregator.queries import fetch
 from kubectl_istio_remote.aggregator.serving import Settings
 from kubectl_istio_remote.aggregator.tls import self_signed_pair
 from kubectl_istio_remote.console import Console
@@ -20,11 +22,11 @@ from kubectl_istio_remote.errors import UserError
 from kubectl_istio_remote.session.choice import choose_mode
 from kubectl_istio_remote.session.loop import LoopThread
 from kubectl_istio_remote.session.settings import Mode, SessionFlags
-from kubectl_istio_remote.session.shared_mode import check_serving
+from kubectl_istio_remote.session.shared_mode import SharedMode, check_serving
 from kubectl_istio_remote.status import ExitStatus
 from tests.cli_runner import run_cli
 from tests.doubles.apiserver import Answer, Script, apiserver
-from tests.doubles.mesh import NAMESPACE, Mesh, free_dead_address, replicas
+from tests.doubles.mesh import NAMESPACE, TOKEN, Mesh, free_dead_address, replicas
 
 CONFIGMAP_PATH = f"/api/v1/namespaces/{NAMESPACE}/configmaps/{advertisement.CONFIGMAP_NAME}"
 NAME = "aggregator.example"
@@ -260,3 +262,28 @@ def test_a_native_run_starts_on_the_aggregator_the_last_run_found_only_if_it_is_
         assert served(first) == before and served(moved) == len(moved.istiods)
         _, said = proxy_status(moved, moved_ca)
         assert f"{shared_at(moved, moved_ca).address} {ahead}" in said
+
+
+def test_istioctl_reaches_the_shared_aggregator_only_through_a_relay_that_verifies_it(
+    serve: Callable[[Sequence[str]], tuple[Mesh, bytes]],
+) -> None:
+    """istioctl is run with ISTIOCTL_INSECURE (it takes no CA of ours): its TLS ends at our relay on 127.0.0.1, and
+    what goes on is TLS verified against the advertised CA and name. A token reaches no server that fails it."""
+    mesh, ca = serve([])
+    _, other_ca = self_signed_pair([NAME], [])
+    io = LoopThread()
+    try:
+        verified = SharedMode(shared_at(mesh, ca, server_name=NAME), io, checked=False, relayed=True)
+        connection = verified.open(time.monotonic() + 10)
+        assert connection.address.startswith("127.0.0.1:") and connection.tls and not connection.verify
+        syncz = fetch(connection, TOKEN, NAMESPACE, None, 10)
+        assert {status.istiod for status in syncz.statuses} == {istiod.name for istiod in mesh.istiods}
+        verified.close(time.monotonic() + 5, lambda: False)
+        asked = sum(len(istiod.seen_requests) for istiod in mesh.istiods)
+        impostor = SharedMode(shared_at(mesh, other_ca, server_name=NAME), io, checked=False, relayed=True)
+        with pytest.raises(UserError):
+            fetch(impostor.open(time.monotonic() + 10), TOKEN, NAMESPACE, None, 10)
+        impostor.close(time.monotonic() + 5, lambda: False)
+        assert sum(len(istiod.seen_requests) for istiod in mesh.istiods) == asked
+    finally:
+        io.close()

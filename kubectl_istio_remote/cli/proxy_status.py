@@ -48,7 +48,9 @@ def command(ctx: click.Context, pod: str | None, output: str, namespace: str | N
     elif istioctl is not None and given.request_seconds and istioctl.release < istioctl_adapter.KUBECLIENT_TIMEOUT:
         console.progress(f"istioctl {istioctl.version} has no --kubeclient-timeout: its own 15 s limit applies to its requests")
     if istioctl is not None:
-        with signals_interrupt(), open_session(settings, console, istioctl=istioctl) as connection:
+        # istioctl reaches a shared aggregator through our relay, which verifies its certificate: no health check first
+        # (three round trips), a failure explained after istioctl has said it.
+        with signals_interrupt(), open_session(settings, console, istioctl=istioctl, check_first=False) as connection:
             argv = [
                 istioctl.path,
                 *istioctl_adapter.cluster_flags(istioctl, settings.mesh.kubeconfig, settings.mesh.context, given),
@@ -58,7 +60,12 @@ def command(ctx: click.Context, pod: str | None, output: str, namespace: str | N
                 *(["-o", output] if output in options.STRUCTURED else []),
                 *invocation.current(ctx).passthrough,
             ]
-            return run_foreground(argv, istioctl_adapter.environment(connection.address, settings.istio_namespace))
+            code = run_foreground(argv, istioctl_adapter.environment(connection.address, settings.istio_namespace))
+            if code != 0 and settings.shared is not None:
+                from kubectl_istio_remote.session.shared_mode import explain_failure
+
+                explain_failure(settings.shared, settings.timeout)
+            return code
     from kubectl_istio_remote.native import render  # the Envoy protos: imported after the first requests have gone out
 
     proxy = None if pod is None else pod if "." in pod else f"{pod}.{namespace or 'default'}"

@@ -21,13 +21,16 @@ if TYPE_CHECKING:
     from kubectl_istio_remote.istioctl import Istioctl
 
 
-def make_mode(settings: SessionSettings, io: LoopThread, console: Console, preflight: Preflight, *, checked: bool = True) -> SessionMode:
-    """`checked`: the shared aggregator's health is checked before the session is handed out (istioctl will call it,
-    and only our check can explain a failure); a native command's own call is the check, explained if it fails."""
+def make_mode(
+    settings: SessionSettings, io: LoopThread, console: Console, preflight: Preflight, *, checked: bool = True, relayed: bool = False
+) -> SessionMode:
+    """`checked`: the shared aggregator's health is checked before the session is handed out (a shell's user hears at
+    once); otherwise the first call is the check, explained if it fails. `relayed`: istioctl will call it, through a
+    relay on 127.0.0.1 that verifies the aggregator's certificate (istioctl would not)."""
     if settings.shared is not None:
         from kubectl_istio_remote.session.shared_mode import SharedMode
 
-        return SharedMode(settings.shared, io, checked=checked, warm=settings.warm_start)
+        return SharedMode(settings.shared, io, checked=checked, warm=settings.warm_start, relayed=relayed)
     if settings.mode is Mode.local:
         from kubectl_istio_remote.session.local_mode import LocalMode
 
@@ -39,7 +42,9 @@ def make_mode(settings: SessionSettings, io: LoopThread, console: Console, prefl
 
 
 @contextlib.contextmanager
-def open_session(settings: SessionSettings, console: Console, *, istioctl: Istioctl | None) -> Iterator[Connection]:
+def open_session(
+    settings: SessionSettings, console: Console, *, istioctl: Istioctl | None, check_first: bool | None = None
+) -> Iterator[Connection]:
     """Yield how to reach an aggregator that reaches every istiod; remove everything on the way out.
 
     Nothing is created before every right is known (`preflight`). Teardown runs whatever happened (error,
@@ -54,7 +59,8 @@ def open_session(settings: SessionSettings, console: Console, *, istioctl: Istio
     io = LoopThread()
     in_flight: BaseException | None = None
     try:
-        session = make_mode(settings, io, console, preflight, checked=istioctl is not None)
+        checked = istioctl is not None if check_first is None else check_first
+        session = make_mode(settings, io, console, preflight, checked=checked, relayed=istioctl is not None)
     except BaseException:
         io.close()
         raise

@@ -6,6 +6,8 @@ certificate is verified: against the CA the mesh cluster advertises, else the sy
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import ssl
 from collections.abc import Callable
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from kubectl_istio_remote.deploy.advertisement import Advertisement
 from kubectl_istio_remote.errors import UnavailableError
-from kubectl_istio_remote.relay import verified_tls
+from kubectl_istio_remote.relay import Relay, TcpDialer, verified_tls
 from kubectl_istio_remote.session.health import CHECK_SECONDS, left
 from kubectl_istio_remote.session.loop import LoopThread
 
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from kubectl_istio_remote.aggregator.client import Connection
     from kubectl_istio_remote.session.warm_start import WarmStart
 
+RELAY_SECONDS = 5.0
 OPERATOR_HINT = (
     "tell the mesh operator (`kubectl istio-remote doctor` shows what is wrong), or use --mode pod with rights in the control-plane cluster"
 )
@@ -39,23 +42,56 @@ def connection_to(shared: Advertisement) -> Connection:
 
 
 class SharedMode:
-    def __init__(self, shared: Advertisement, io: LoopThread, *, checked: bool = True, warm: WarmStart | None = None) -> None:
+    def __init__(
+        self, shared: Advertisement, io: LoopThread, *, checked: bool = True, warm: WarmStart | None = None, relayed: bool = False
+    ) -> None:
         self._shared = shared
         self._io = io
         self._checked = checked
         self._warm = warm
+        #: For istioctl, which does not verify the aggregator: TLS to it verified by us, istioctl's own TLS ending here.
+        self._relay = (
+            Relay(shared.target, TcpDialer(), verified_tls(shared.ca_pem), keep_spare=True, serve_tls=local_tls()) if relayed else None
+        )
 
     def open(self, deadline: float) -> Connection:
         """Nothing to start and nothing to wait for: the aggregator answers now, or the user is told why not. Unchecked,
         the caller's own first call is the check (three round trips fewer; `explain_failure` when it fails)."""
+        if self._relay is not None:  # its first stream dialled now, beside the check or istioctl's own start
+            address = self._io.run(self._relay.start(dial_ahead=True), RELAY_SECONDS)
         if self._checked:
             check_serving(self._io, self._shared, min(CHECK_SECONDS, left(deadline)))
+        if self._relay is not None:
+            from kubectl_istio_remote.aggregator.client import Connection
+
+            return Connection(address)  # TLS, unverified as a session's own aggregator: the certificate made in local_tls
         return connection_to(self._shared) if self._warm is None else self._warm.connection()
 
     def close(self, deadline: float, stop_waiting: Callable[[], bool]) -> list[str]:
+        if self._relay is not None:
+            with contextlib.suppress(Exception):
+                self._io.run(self._relay.close(), RELAY_SECONDS)
         if self._warm is not None:
             self._warm.close()
         return []
+
+
+def local_tls() -> ssl.SSLContext:
+    """A serving context for 127.0.0.1 with a certificate made in memory for this run (the standard library loads
+    one only from files: written to a private directory, read, removed)."""
+    import tempfile
+
+    from kubectl_istio_remote.aggregator.tls import self_signed_pair
+
+    key, certificate = self_signed_pair(["localhost"], ["127.0.0.1"])
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.set_alpn_protocols(["h2"])
+    with tempfile.TemporaryDirectory(prefix="istio-remote-") as private:
+        pair = os.path.join(private, "pair.pem")
+        with open(os.open(pair, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            out.write(key + certificate)
+        context.load_cert_chain(pair)
+    return context
 
 
 def check_serving(io: LoopThread, shared: Advertisement, timeout: float) -> None:
