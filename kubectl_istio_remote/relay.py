@@ -99,20 +99,10 @@ async def start_tls(writer: asyncio.StreamWriter, context: ssl.SSLContext, serve
 class Relay:
     """Listens on 127.0.0.1 and joins every accepted connection to a new stream to `target`."""
 
-    def __init__(
-        self,
-        target: Target,
-        dialer: Dialer,
-        tls: ssl.SSLContext | None = None,
-        port: int = 0,
-        keep_spare: bool = False,
-        serve_tls: ssl.SSLContext | None = None,
-    ) -> None:
+    def __init__(self, target: Target, dialer: Dialer, tls: ssl.SSLContext | None = None, port: int = 0, keep_spare: bool = False) -> None:
         self.target = target
         self._dialer = dialer
         self._tls = tls
-        #: TLS on the near side too, for a client that sends its token only over TLS (istioctl).
-        self._serve_tls = serve_tls
         self._port = port
         #: Open the next stream as soon as one has worked, so the next connection need not wait for
         #: a dial (a port-forward's websocket costs three round trips to the API server).
@@ -124,9 +114,10 @@ class Relay:
         self.last_error = ""
         self.address = ""
 
-    async def start(self, *, dial_ahead: bool = False) -> str:
-        """Listen; `dial_ahead`: open the first stream now, its handshakes overlapping whatever runs before it is used."""
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self._port, ssl=self._serve_tls)
+    async def start(self, *, dial_ahead: bool = False, serve_tls: ssl.SSLContext | None = None) -> str:
+        """Listen; `dial_ahead`: open the first stream now, its handshakes overlapping whatever runs before it is used.
+        `serve_tls`: TLS on the near side too, for a client that sends its token only over TLS (istioctl)."""
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self._port, ssl=serve_tls)
         if dial_ahead:
             self._spare = asyncio.ensure_future(self._dial())
         self.address = f"127.0.0.1:{self._server.sockets[0].getsockname()[1]}"

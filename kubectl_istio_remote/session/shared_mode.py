@@ -50,15 +50,13 @@ class SharedMode:
         self._checked = checked
         self._warm = warm
         #: For istioctl, which does not verify the aggregator: TLS to it verified by us, istioctl's own TLS ending here.
-        self._relay = (
-            Relay(shared.target, TcpDialer(), verified_tls(shared.ca_pem), keep_spare=True, serve_tls=local_tls()) if relayed else None
-        )
+        self._relay = Relay(shared.target, TcpDialer(), verified_tls(shared.ca_pem), keep_spare=True) if relayed else None
 
     def open(self, deadline: float) -> Connection:
         """Nothing to start and nothing to wait for: the aggregator answers now, or the user is told why not. Unchecked,
         the caller's own first call is the check (three round trips fewer; `explain_failure` when it fails)."""
         if self._relay is not None:  # its first stream dialled now, beside the check or istioctl's own start
-            address = self._io.run(self._relay.start(dial_ahead=True), RELAY_SECONDS)
+            address = self._io.run(self._relay.start(dial_ahead=True, serve_tls=local_tls()), RELAY_SECONDS)
         if self._checked:
             check_serving(self._io, self._shared, min(CHECK_SECONDS, left(deadline)))
         if self._relay is not None:
