@@ -10,9 +10,9 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
+from kubectl_istio_remote import machine
 from kubectl_istio_remote.errors import UserError
 
 #: istioctl 1.22 promoted the XDS-based proxy-status to the top level; older ones have it under `x`.
@@ -60,11 +60,11 @@ def read_version(path: str) -> str:
     """The client version, without contacting any cluster; remembered per binary (path, size, mtime),
     since running istioctl once more cost every command ~0.1 s."""
     key = _binary_key(path)
-    remembered = _version_cache()
-    if key in remembered:
-        return remembered[key]
+    remembered = machine.recalled(VERSION_CACHE_NAME)
+    if isinstance(known := remembered.get(key), str):
+        return known
     version = _ask_version(path)
-    _remember({**remembered, key: version})
+    machine.keep(VERSION_CACHE_NAME, {**remembered, key: version}, VERSION_CACHE_ENTRIES)
     return version
 
 
@@ -79,11 +79,6 @@ def _ask_version(path: str) -> str:
         return result.stdout.strip().splitlines()[0] if result.stdout.strip() else "unknown"
 
 
-def _cache_file() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "kubectl-istio-remote" / VERSION_CACHE_NAME
-
-
 def _binary_key(path: str) -> str:
     real = os.path.realpath(path)
     try:
@@ -91,27 +86,6 @@ def _binary_key(path: str) -> str:
     except OSError:
         return real
     return f"{real}:{stat.st_size}:{stat.st_mtime_ns}"
-
-
-def _version_cache() -> dict[str, str]:
-    try:
-        loaded = json.loads(_cache_file().read_text())
-    except (OSError, ValueError):
-        return {}
-    return {str(key): str(value) for key, value in loaded.items()} if isinstance(loaded, dict) else {}
-
-
-def _remember(versions: dict[str, str]) -> None:
-    """Kept small (the newest entries); a cache that cannot be written is only slower."""
-    newest = dict(list(versions.items())[-VERSION_CACHE_ENTRIES:])
-    path = _cache_file()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.partial")
-        partial.write_text(json.dumps(newest))
-        partial.replace(path)
-    except OSError:
-        pass
 
 
 def environment(address: str, istio_namespace: str) -> dict[str, str]:

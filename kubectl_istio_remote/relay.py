@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from typing import Protocol
 
-from kubectl_istio_remote.trust import verifying_context
+from kubectl_istio_remote.machine import verifying_context
 
 log = logging.getLogger(__name__)
 

@@ -50,7 +50,15 @@ from kubectl_istio_remote.istio import DEFAULT_NAMESPACE
 )
 @click.pass_context
 def command(
-    ctx: click.Context, namespace: str, mesh: bool, address: str | None, ca_file: str | None, host: str | None, expose: str, **as_given: Any
+    ctx: click.Context,
+    namespace: str,
+    mesh: bool,
+    address: str | None,
+    ca_file: str | None,
+    host: str | None,
+    expose: str,
+    issuer: str | None,
+    **as_given: Any,
 ) -> None:
     """Print a Deployment, its ServiceAccount, Role, RoleBinding, Service, NetworkPolicy and PodDisruptionBudget as YAML
     (--service-monitor: and a ServiceMonitor);
@@ -63,17 +71,18 @@ def command(
         )
         invocation.console(ctx).data(to_yaml(advertisement.objects(advertised)))
         return
-    if Expose(expose) is Expose.gateway and not host:
+    exposed = Expose(expose)
+    if exposed is Expose.gateway and not host:
         raise UsageError("--expose gateway routes on the TLS server name", "add --host, the name users will dial")
-    issuer = as_given["issuer"]
     if issuer is not None and issuer.partition("/")[0] not in ("Issuer", "ClusterIssuer"):
         raise UsageError(f"--issuer {issuer!r} is not Issuer/NAME or ClusterIssuer/NAME", "for example --issuer ClusterIssuer/letsencrypt")
     given = invocation.flags(ctx)
     install = Install(
-        **as_given,  # --issuer, --tls-secret, --gateway-selector, --revision, --service-monitor: Install's fields of the same names
+        **as_given,  # --tls-secret, --gateway-selector, --revision, --service-monitor: Install's fields of the same names
         namespace=namespace,
         host=host,
-        expose=Expose(expose),
+        expose=exposed,
+        issuer=issuer,
         image=given.image,
         pull_policy=given.pull_policy.value,
         pull_secrets=given.image_pull_secret,

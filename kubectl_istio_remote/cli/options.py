@@ -1,6 +1,6 @@
 """Flags that several commands take, declared once, in groups a command attaches in one line (istioctl's AddRootFlags).
 
-A group is a named tuple of click options; every default is SessionFlags' own. `@takes(*SESSION)`
+A group is a named set of click options (FlagGroup); every default is SessionFlags' own. `@takes(*SESSION)`
 above a command adds the groups' flags to it and keeps them out of its call: a command reads them,
 resolved, through `invocation.session_settings` (the values stay in `ctx.params`, where completers
 and SessionFlags.from_params find them). Adding a flag to every command of a group is one option

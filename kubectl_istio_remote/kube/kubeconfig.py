@@ -24,7 +24,7 @@ from kubectl_istio_remote.errors import UsageError, UserError
 from kubectl_istio_remote.kube.credentials import Credential, TokenFile, check_user, credential_for
 from kubectl_istio_remote.kube.overrides import NO_FLAGS, ConnectionFlags
 from kubectl_istio_remote.kube.proxies import Route, route
-from kubectl_istio_remote.trust import verifying_context
+from kubectl_istio_remote.machine import verifying_context
 
 Entry = dict[str, Any]
 DEFAULT_KUBECONFIG = "~/.kube/config"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from kubectl_istio_remote.errors import UserError
-from kubectl_istio_remote.trust import verifying_context
+from kubectl_istio_remote.machine import verifying_context
 
 SCHEMES = ("http", "https", "socks5")
 ENV_SCHEMES = (*SCHEMES, "socks5h")

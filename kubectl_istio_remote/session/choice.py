@@ -40,14 +40,16 @@ def resolve_settings(flags: SessionFlags, console: Console, *, warm: bool = Fals
     """
     mesh, external = pin_clusters(flags.connection, flags.external_context)
     places = advertised_places(flags)
-    started = warm_start.begin(mesh, places) if warm and flags.mode in (Mode.auto, Mode.shared) and not flags.aggregator else None
+    # Only an advertisement is remembered: --aggregator is known at once, and pod and local mode need none.
+    remembering = warm and flags.mode in (Mode.auto, Mode.shared) and not flags.aggregator
+    started = warm_start.begin(mesh, places) if remembering else None
     try:
         mode, shared, namespace = choose_mode(flags, mesh, external, console)
     except BaseException:
         if started is not None:
             started.close()
         raise
-    if warm and flags.mode in (Mode.auto, Mode.shared) and not flags.aggregator:
+    if remembering:
         started = warm_start.settle(started, mesh, places, shared)
         if started is not None:
             console.detail(

@@ -55,14 +55,17 @@ class SharedMode:
     def open(self, deadline: float) -> Connection:
         """Nothing to start and nothing to wait for: the aggregator answers now, or the user is told why not. Unchecked,
         the caller's own first call is the check (three round trips fewer; `explain_failure` when it fails)."""
-        if self._relay is not None:  # its first stream dialled now, beside the check or istioctl's own start
-            address = self._io.run(self._relay.start(dial_ahead=True, serve_tls=local_tls()), RELAY_SECONDS)
+        connection = self._connection()
         if self._checked:
-            check_serving(self._io, self._shared, min(CHECK_SECONDS, left(deadline)))
-        if self._relay is not None:
+            check_serving(self._io, self._shared, min(CHECK_SECONDS, left(deadline)), through=connection)
+        return connection
+
+    def _connection(self) -> Connection:
+        if self._relay is not None:  # its first stream dialled now, beside the check or istioctl's own start
             from kubectl_istio_remote.aggregator.client import Connection
 
-            return Connection(address)  # TLS, unverified as a session's own aggregator: the certificate made in local_tls
+            # TLS, unverified as a session's own aggregator's: the certificate is local_tls's, made for this run.
+            return Connection(self._io.run(self._relay.start(dial_ahead=True, serve_tls=local_tls()), RELAY_SECONDS))
         return connection_to(self._shared) if self._warm is None else self._warm.connection()
 
     def close(self, deadline: float, stop_waiting: Callable[[], bool]) -> list[str]:
@@ -92,13 +95,14 @@ def local_tls() -> ssl.SSLContext:
     return context
 
 
-def check_serving(io: LoopThread, shared: Advertisement, timeout: float) -> None:
-    """One health check; its failure is explained in the words of TLS and TCP, which gRPC's error hides."""
+def check_serving(io: LoopThread, shared: Advertisement, timeout: float, *, through: Connection | None = None) -> None:
+    """One health check (`through` a relay to it, or directly); its failure is explained in the words of TLS and TCP,
+    which gRPC's error hides."""
     from kubectl_istio_remote.aggregator.client import check_health
 
     where = f"the shared aggregator at {shared.address} ({shared.source})"
     try:
-        serving = io.run(check_health(connection_to(shared), timeout=timeout), timeout + 1)
+        serving = io.run(check_health(through or connection_to(shared), timeout=timeout), timeout + 1)
     except Exception as error:  # noqa: BLE001 - every failure is explained below, in one line
         problem, fix = connection_problem(shared, timeout)
         message = f"{where} {problem or f'failed its health check: {error}'}"
@@ -118,11 +122,10 @@ def explain_failure(shared: Advertisement, timeout: float) -> None:
 
 def connection_problem(shared: Advertisement, timeout: float) -> tuple[str, str]:
     """Why a TLS connection to the aggregator fails, and the operator's fix (("", "") when it does not fail)."""
-    host, _, port = shared.address.rpartition(":")
-    context = verified_tls(shared.ca_pem)
+    target, context = shared.target, verified_tls(shared.ca_pem)
     try:
         with (
-            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as raw,
+            socket.create_connection((target.host, target.port), timeout=timeout) as raw,
             context.wrap_socket(raw, server_hostname=shared.verified_name),
         ):
             return "", ""

@@ -12,12 +12,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import json
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kubectl_istio_remote import machine
 from kubectl_istio_remote.deploy.advertisement import Advertisement
 from kubectl_istio_remote.kube.cluster import Cluster
 from kubectl_istio_remote.relay import Relay, TcpDialer, verified_tls
@@ -81,7 +79,7 @@ def settle(started: WarmStart | None, mesh: Cluster, places: list[str], fresh: A
 
 def recall(mesh: Cluster, places: list[str]) -> Advertisement | None:
     """The advertisement this mesh cluster gave last time, asked in these namespaces; None when there is none."""
-    entry = _entries().get(_key(mesh, places))
+    entry = machine.recalled(CACHE_NAME).get(_key(mesh, places))
     if not isinstance(entry, dict):
         return None
     try:
@@ -91,33 +89,16 @@ def recall(mesh: Cluster, places: list[str]) -> Advertisement | None:
 
 
 def remember(mesh: Cluster, places: list[str], found: Advertisement | None) -> None:
-    """Keep `found` for the next run (None forgets); a cache that cannot be written only makes the next run slower."""
-    entries = _entries()
-    key = _key(mesh, places)
+    """Keep `found` for the next run (None forgets); the file is written only when that changes it."""
+    entries = machine.recalled(CACHE_NAME)
+    key, kept = _key(mesh, places), None if found is None else dataclasses.asdict(found)
+    if entries.get(key) == kept:
+        return
     entries.pop(key, None)
-    if found is not None:
-        entries[key] = dataclasses.asdict(found)
-    path = _cache_file()
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.partial")
-        partial.write_text(json.dumps(dict(list(entries.items())[-CACHE_ENTRIES:])))
-        partial.chmod(0o600)
-        partial.replace(path)
+    if kept is not None:
+        entries[key] = kept
+    machine.keep(CACHE_NAME, entries, CACHE_ENTRIES)
 
 
 def _key(mesh: Cluster, places: list[str]) -> str:
     return hashlib.sha256(f"{mesh.host}\n{','.join(places)}".encode()).hexdigest()
-
-
-def _entries() -> dict[str, object]:
-    try:
-        loaded = json.loads(_cache_file().read_text())
-    except (OSError, ValueError):
-        return {}
-    return loaded if isinstance(loaded, dict) else {}
-
-
-def _cache_file() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "kubectl-istio-remote" / CACHE_NAME
