@@ -16,6 +16,11 @@ ISTIOD_PORT = 15012
 CONTROL_PLANE_ID = "<external>"
 #: istioctl asks for a token of this service account in the istio namespace; istiod lets it see every proxy.
 TOKEN_SERVICE_ACCOUNT = "default"
+#: The gRPC metadata istiod takes a caller's Istio cluster ID from, to review its token with that cluster's API server
+#: (security/pkg/server/ca/authenticate/kubeauth; pilot-agent sends it). Absent: istiod's own config cluster.
+CLUSTER_ID_METADATA = "clusterid"
+#: A remote cluster's injection webhook names its cluster ID in its URL or path (istiodRemote.injectionURL/injectionPath).
+INJECTION_CLUSTER_PATH = "/inject/cluster/"
 #: The largest gRPC message the aggregator sends or receives (`serve --max-message-bytes`).
 MAX_MESSAGE_BYTES = 512 * 1024 * 1024
 
@@ -32,6 +37,12 @@ API_REQUEST_SECONDS = 15.0
 def istiod_selector(revision: str = "", label: str = ISTIOD_LABEL) -> str:
     """The label selector istioctl uses for istiod pods (`app=istiod`, plus the revision when given)."""
     return f"{label},{REVISION_LABEL}={revision}" if revision else label
+
+
+def injection_cluster_id(url_or_path: str) -> str:
+    """The cluster ID in an injection webhook's `/inject/cluster/ID/net/NETWORK` ("" when it names none)."""
+    _, found, rest = url_or_path.partition(INJECTION_CLUSTER_PATH)
+    return rest.split("/", 1)[0] if found else ""
 
 
 def istiod_authority(namespace: str, revision: str = "") -> str:

@@ -219,6 +219,22 @@ async def test_token_is_forwarded_unchanged_and_never_logged(mesh_factory, caplo
         assert "authorization" not in istiod.seen_metadata[-1]
 
 
+async def test_cluster_id_reaches_istiod_so_it_reviews_the_token_in_that_mesh_cluster(mesh_factory) -> None:
+    """A mesh cluster registered by a remote secret is named in `clusterid`; without it istiod reviews the token in its
+    config cluster and refuses a remote-2 user's token."""
+    mesh = await mesh_factory(replicas(2), cluster_id="remote-2")
+    await mesh.ask(syncz())
+    assert [istiod.seen_metadata[-1]["clusterid"] for istiod in mesh.istiods] == ["remote-2", "remote-2"]
+    await mesh.ask(syncz(), cluster_id="remote-3")
+    assert [istiod.seen_metadata[-1]["clusterid"] for istiod in mesh.istiods] == ["remote-3", "remote-3"], "the caller's own wins"
+
+
+async def test_without_a_cluster_id_istiod_is_sent_none(mesh_factory) -> None:
+    mesh = await mesh_factory(replicas(2))
+    await mesh.ask(syncz())
+    assert all("clusterid" not in istiod.seen_metadata[-1] for istiod in mesh.istiods)
+
+
 async def test_node_of_the_first_request_reaches_istiod_on_every_request(mesh_factory) -> None:
     mesh = await mesh_factory(replicas(2))
     second = DiscoveryRequest(type_url=CONFIG_DUMP, resource_names=[mesh.istiods[1].proxies[0]])

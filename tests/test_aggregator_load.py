@@ -75,6 +75,18 @@ async def test_calls_of_different_tokens_never_share_and_istiod_sees_each_token(
         assert sorted(seen["authorization"] for seen in istiod.seen_metadata) == ["Bearer token-0", "Bearer token-1"]
 
 
+async def test_calls_of_one_token_for_different_clusters_never_share(mesh_factory) -> None:
+    """istiod reviews the same token in each named cluster, and may answer one and refuse the other."""
+    gate = asyncio.Event()
+    mesh = await mesh_factory(replicas(2, gate=gate))
+    calls = [asyncio.ensure_future(mesh.ask(syncz(), cluster_id=f"remote-{n % 2}")) for n in range(6)]
+    await asyncio.sleep(0.5)
+    gate.set()
+    await asyncio.gather(*calls)
+    for istiod in mesh.istiods:
+        assert sorted(seen["clusterid"] for seen in istiod.seen_metadata) == ["remote-0", "remote-1"]
+
+
 async def test_no_replica_gets_more_than_its_bound_and_the_line_is_not_its_timeout(mesh_factory) -> None:
     # 12 callers, 2 at a time, 0.3 s each: the last waits ~1.5 s in line, three times --istiod-timeout, and is answered.
     mesh = await mesh_factory(replicas(3, delay=0.3), istiod_max_in_flight=2, istiod_timeout=0.5)

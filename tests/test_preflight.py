@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,3 +131,35 @@ def test_shared_mode_asks_the_control_plane_cluster_nothing(cluster: tuple[Clust
     script.requests.clear()
     check_before_creating(settings_for(pinned, Mode.shared), Console(stderr=io.StringIO()), istioctl=None)
     assert script.requests == []
+
+
+WEBHOOKS = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
+
+
+def injector(url: str) -> dict:
+    return {"metadata": {"name": "istio-sidecar-injector"}, "webhooks": [{"name": "sidecar.istio.io", "clientConfig": {"url": url}}]}
+
+
+def test_the_mesh_clusters_istio_cluster_id_is_read_off_its_injection_webhook(cluster: tuple[Cluster, Script]) -> None:
+    """A remote profile's webhook URL names the cluster (`/inject/cluster/ID/net/NETWORK`): istiod reviews its users'
+    tokens in that cluster, so the session must name it."""
+    pinned, script = cluster
+    script_healthy(script)
+    script.on("GET", f"{WEBHOOKS}?*", listed(injector("https://istiod.external-istiod.svc:15017/inject/cluster/remote-2/net/network1")))
+    found = check_before_creating(settings_for(pinned, Mode.local), Console(stderr=io.StringIO()), istioctl=None)
+    assert found.cluster_id == "remote-2"
+    assert [path for method, path, _ in script.requests if path.startswith(WEBHOOKS)] == [
+        f"{WEBHOOKS}?labelSelector=istio.io%2Frev%3Ddefault"
+    ]
+
+
+def test_a_given_cluster_id_is_not_looked_up_and_an_unreadable_webhook_is_only_a_detail(cluster: tuple[Cluster, Script]) -> None:
+    pinned, script = cluster
+    script_healthy(script)
+    given = dataclasses.replace(settings_for(pinned, Mode.local), cluster_id="east")
+    assert check_before_creating(given, Console(stderr=io.StringIO()), istioctl=None).cluster_id == "east"
+    assert not script.sent("GET", f"{WEBHOOKS}*")
+    script.on("GET", f"{WEBHOOKS}?*", Answer.refusal(403, "mutatingwebhookconfigurations is forbidden"))
+    stderr = io.StringIO()
+    found = check_before_creating(settings_for(pinned, Mode.local), Console(stderr=stderr, verbose=True), istioctl=None)
+    assert found.cluster_id == "" and "--cluster-id" in stderr.getvalue()

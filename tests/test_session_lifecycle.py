@@ -21,12 +21,14 @@ from pathlib import Path
 
 import pytest
 
+from kubectl_istio_remote.aggregator.client import Connection
 from kubectl_istio_remote.concurrency import outcomes_of
 from kubectl_istio_remote.console import Console
 from kubectl_istio_remote.errors import UnavailableError, UserError
 from kubectl_istio_remote.kube.cluster import Cluster
 from kubectl_istio_remote.session import lifecycle
 from kubectl_istio_remote.session.lifecycle import open_session
+from kubectl_istio_remote.session.preflight import Preflight
 from kubectl_istio_remote.session.settings import Mode, SessionSettings
 from kubectl_istio_remote.signals import Interrupted, raise_pending, signals_held, signals_interrupt
 from tests.doubles.apiserver import Answer, Script, apiserver
@@ -129,14 +131,14 @@ def test_a_teardown_failure_after_a_good_session_is_the_commands_error(monkeypat
     """Nothing went wrong but teardown: its error reaches the user (and the exit code) instead of being only a line."""
 
     class LeavesSomething:
-        def open(self, deadline: float) -> object:
-            return type("Connection", (), {"address": "127.0.0.1:1"})()
+        def open(self, deadline: float) -> Connection:
+            return Connection("127.0.0.1:1")
 
         def close(self, deadline: float, stop_waiting: Callable[[], bool]) -> list[str]:
             raise UnavailableError("left Pod/p", "run cleanup")
 
     monkeypatch.setattr(lifecycle, "make_mode", lambda *_, **__: LeavesSomething())
-    monkeypatch.setattr(lifecycle, "check_before_creating", lambda *_: None)
+    monkeypatch.setattr(lifecycle, "check_before_creating", lambda *_: Preflight(None, ""))
     with apiserver(tmp_path) as (cluster, _):
         settings = SessionSettings(mesh=cluster, external=cluster, istio_namespace=NS, mode=Mode.pod)
         with pytest.raises(UnavailableError, match="left Pod/p"), open_session(settings, Console(stderr=io.StringIO()), istioctl=None):

@@ -17,7 +17,7 @@ def objects(ttl_seconds: int = 900, revision: str = "") -> dict[str, dict[str, A
         image="ghcr.io/kubectl-istio-remote/proxy:0.1.0",
         pull_policy="IfNotPresent",
         pull_secrets=(),
-        args=session_serve_args(10.0, revision, verbose=False),
+        args=session_serve_args(10.0, revision, "", verbose=False),
     )
     return session_pod_objects(pod, now=datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.timezone.utc))
 

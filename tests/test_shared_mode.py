@@ -56,10 +56,11 @@ def test_a_malformed_advertisement_names_its_fault_and_who_fixes_it(data: dict[s
 
 
 def test_the_advertisement_round_trips_through_the_manifest() -> None:
-    printed = Advertisement(NAMESPACE, "10.0.0.7:15012", "-----BEGIN CERTIFICATE-----\n...", server_name=NAME)
+    printed = Advertisement(NAMESPACE, "10.0.0.7:15012", "-----BEGIN CERTIFICATE-----\n...", server_name=NAME, cluster_id="remote-2")
     (configmap_object, *_) = advertisement.objects(printed)
     read = advertisement.parse(configmap_object, "here")
     assert (read.address, read.ca_pem, read.server_name, read.verified_name) == (printed.address, printed.ca_pem, NAME, NAME)
+    assert read.cluster_id == "remote-2"
     assert Advertisement(NAMESPACE, "10.0.0.7:15012").verified_name == "10.0.0.7"
 
 

@@ -1,7 +1,7 @@
 """Calls in flight: identical ones share one fan-out, and each is let in only if the memory budget has room.
 
-Identical means the same authorization header and the same request (page, resource names, node):
-istiod checks every token itself, so calls with different tokens never share an answer. A
+Identical means the same authorization header and cluster ID and the same request (page, resource
+names, node): istiod checks every token itself, so calls with different tokens never share an answer. A
 caller that goes away stops waiting; the fan-out goes on while another caller shares it, and is
 cancelled when none is left.
 """
@@ -17,6 +17,13 @@ from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
 from kubectl_istio_remote.aggregator.fanout import FanOut, Merged
 from kubectl_istio_remote.aggregator.load import Budget, Hold
 from kubectl_istio_remote.aggregator.metrics import Metrics, page_class
+from kubectl_istio_remote.istio import CLUSTER_ID_METADATA
+
+
+def caller_identity(metadata: Sequence[tuple[str, str]]) -> str:
+    """Who istiod will take the caller for: its token and the cluster it is reviewed in."""
+    return "\n".join(value for name, value in sorted(metadata) if name in ("authorization", CLUSTER_ID_METADATA))
+
 
 #: A place in line is given up this long before the caller's deadline, so the caller reads why, not a bare deadline.
 DEADLINE_MARGIN_SECONDS = 0.2
@@ -69,7 +76,7 @@ class Calls:
 
         `remaining` is the caller's own deadline, in seconds from now (None: it gave none).
         """
-        key = (next((value for name, value in metadata if name == "authorization"), ""), request.SerializeToString(deterministic=True))
+        key = (caller_identity(metadata), request.SerializeToString(deterministic=True))
         page = page_class(request)
         call = self._in_flight.get(key)
         wait = self._max_queue_seconds if remaining is None else min(self._max_queue_seconds, remaining - DEADLINE_MARGIN_SECONDS)

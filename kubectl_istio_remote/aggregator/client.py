@@ -11,6 +11,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest, DiscoveryResponse
 
 from kubectl_istio_remote.aggregator.trailers import DISAGREE_METADATA_KEY, FAILED_METADATA_KEY, IDENTITY_METADATA_KEY, SOURCES_METADATA_KEY
+from kubectl_istio_remote.istio import CLUSTER_ID_METADATA
 from kubectl_istio_remote.relay import Relay, Target, TcpDialer, client_tls_context
 
 
@@ -42,6 +43,8 @@ class Connection:
     token: str | None = None
     #: Verify against the system's roots when `root_certificates` is None (a publicly signed shared aggregator).
     verify: bool = False
+    #: The mesh cluster's Istio cluster ID, sent with the token ("": istiod's config cluster, or the aggregator's default).
+    cluster_id: str = ""
 
     @contextlib.asynccontextmanager
     async def channel(self) -> AsyncIterator[grpc.aio.Channel]:
@@ -68,9 +71,10 @@ class Connection:
 
 async def ask(connection: Connection, requests: Sequence[DiscoveryRequest], timeout: float = 30.0) -> Replies:
     """Send `requests` on one stream and half-close it, so the server ends it and its trailers arrive."""
-    metadata = (("authorization", f"Bearer {connection.token}"),) if connection.token else ()
+    metadata = [("authorization", f"Bearer {connection.token}")] if connection.token else []
+    metadata += [(CLUSTER_ID_METADATA, connection.cluster_id)] if connection.cluster_id else []
     async with connection.channel() as channel:
-        call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources(metadata=metadata, timeout=timeout)
+        call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources(metadata=tuple(metadata), timeout=timeout)
         for request in requests:
             await call.write(request)
         await call.done_writing()

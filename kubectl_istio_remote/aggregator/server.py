@@ -28,11 +28,12 @@ from kubectl_istio_remote.aggregator.tls import RotatingCertificate
 from kubectl_istio_remote.aggregator.trailers import DISAGREE_METADATA_KEY, FAILED_METADATA_KEY, IDENTITY_METADATA_KEY, SOURCES_METADATA_KEY
 from kubectl_istio_remote.aggregator.upstream import IstiodPool, UpstreamFailure
 from kubectl_istio_remote.console import Console
+from kubectl_istio_remote.istio import CLUSTER_ID_METADATA
 from kubectl_istio_remote.relay import Dialer, Target, client_tls_context
 
 log = logging.getLogger(__name__)
 
-FORWARDED_METADATA = frozenset({"authorization"})
+FORWARDED_METADATA = frozenset({"authorization", CLUSTER_ID_METADATA})
 ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 
 
@@ -47,6 +48,14 @@ def trailing_metadata(
     return tuple(failed + sourced + named + [(DISAGREE_METADATA_KEY, _printable(text)) for text in disagreements])
 
 
+def forwarded_metadata(given: Iterable[tuple[str, str | bytes]], cluster_id: str) -> list[tuple[str, str]]:
+    """What istiod must see of a caller: its token, and the cluster to review it with (the caller's, else ours)."""
+    forwarded = [(key, str(value)) for key, value in given if key in FORWARDED_METADATA]
+    if cluster_id and all(key != CLUSTER_ID_METADATA for key, _ in forwarded):
+        forwarded.append((CLUSTER_ID_METADATA, cluster_id))
+    return forwarded
+
+
 def _printable(text: str) -> str:
     return "".join(char if " " <= char <= "~" else "?" for char in text)
 
@@ -54,9 +63,10 @@ def _printable(text: str) -> str:
 class AggregatingDiscoveryService:
     """ADS, registered by hand so merged answers go out as the bytes they were merged into."""
 
-    def __init__(self, calls: Calls, metrics: Metrics) -> None:
+    def __init__(self, calls: Calls, metrics: Metrics, cluster_id: str = "") -> None:
         self._calls = calls
         self._metrics = metrics
+        self._cluster_id = cluster_id
 
     def handler(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(
@@ -72,7 +82,7 @@ class AggregatingDiscoveryService:
         )
 
     async def stream(self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
-        forwarded = [(key, value) for key, value in context.invocation_metadata() if key in FORWARDED_METADATA]
+        forwarded = forwarded_metadata(context.invocation_metadata() or (), self._cluster_id)
         node = None
         failures: list[UpstreamFailure] = []
         disagreements: list[str] = []
@@ -151,7 +161,7 @@ class Aggregator:
         server = grpc.aio.server(options=self.settings.channel_options)
         fan_out = FanOut(self._pool, self._source, self.settings, self.metrics)
         calls = Calls(fan_out, self.budget, self.metrics, self.settings.max_queue_seconds)
-        server.add_generic_rpc_handlers([AggregatingDiscoveryService(calls, self.metrics).handler()])
+        server.add_generic_rpc_handlers([AggregatingDiscoveryService(calls, self.metrics, self.settings.cluster_id).handler()])
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         host = self.settings.listen.rpartition(":")[0]
         if self._certificate is not None:

@@ -45,6 +45,9 @@ class Settings:
     max_memory: int | None = None
     #: HOST:PORT of Prometheus' /metrics; None: no metrics.
     metrics_listen: str | None = None
+    #: The Istio cluster ID sent to istiod for a caller that sends none (`--cluster-id`: the mesh cluster of a
+    #: session's tokens); "": istiod takes such callers for its config cluster's.
+    cluster_id: str = ""
 
     @property
     def channel_options(self) -> list[tuple[str, int]]:

@@ -31,6 +31,12 @@ from kubectl_istio_remote.istio import DEFAULT_NAMESPACE
         options.flag("--address", help="With --mesh: HOST:PORT where mesh users reach the aggregator."),
         options.flag("--ca-file", help="With --mesh: the CA (PEM) that signs the aggregator's serving certificate."),
         options.flag(
+            "--cluster-id",
+            help="With --mesh: the mesh cluster's Istio cluster ID, when it is not istiod's config cluster (its users' tokens are "
+            "reviewed there).",
+            default="",
+        ),
+        options.flag(
             "--expose",
             help="none: a ClusterIP Service; loadbalancer: a LoadBalancer Service; gateway: TLS passthrough on an Istio ingress gateway.",
             type=options.values_of(Expose),
@@ -55,6 +61,7 @@ def command(
     mesh: bool,
     address: str | None,
     ca_file: str | None,
+    cluster_id: str,
     host: str | None,
     expose: str,
     issuer: str | None,
@@ -67,7 +74,7 @@ def command(
         from kubectl_istio_remote.deploy import advertisement
 
         advertised = advertisement.Advertisement(
-            namespace, advertisement.checked_address(address), advertisement.read_ca(ca_file), host or "", __version__
+            namespace, advertisement.checked_address(address), advertisement.read_ca(ca_file), host or "", __version__, cluster_id
         )
         invocation.console(ctx).data(to_yaml(advertisement.objects(advertised)))
         return

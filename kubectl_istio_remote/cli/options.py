@@ -96,6 +96,13 @@ TARGET = FlagGroup(
             shell_complete=complete_istio_namespace,
         ),
         REVISION,
+        flag(
+            "--cluster-id",
+            help="The mesh cluster's Istio cluster ID, which istiod reviews its tokens in (default: the one its injection "
+            "webhook or the shared aggregator's advertisement names, else istiod's config cluster).",
+            default=DEFAULTS.cluster_id,
+            show_default=False,
+        ),
     ),
 )
 

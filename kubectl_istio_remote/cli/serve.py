@@ -71,6 +71,11 @@ def switch(name: str, help: str) -> click.Option:
             "(default: the container's memory limit, less what serve uses at start).",
         ),
         options.flag("--metrics-listen", help="HOST:PORT to serve Prometheus metrics on, at /metrics (port 0 picks one)."),
+        options.flag(
+            "--cluster-id",
+            help="Istio cluster ID istiod reviews the tokens of callers that send none in (default: istiod's config cluster).",
+            default="",
+        ),
     ]
 )
 @click.pass_context

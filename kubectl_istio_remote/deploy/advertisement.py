@@ -19,6 +19,8 @@ ADDRESS_KEY = "address"
 CA_KEY = "ca.crt"
 #: The name the serving certificate is issued for, when the address's host is not one of its names (an IP, say).
 SERVER_NAME_KEY = "server-name"
+#: The mesh cluster's Istio cluster ID, when it is not istiod's config cluster: mesh users' tokens are reviewed in it.
+CLUSTER_ID_KEY = "cluster-id"
 EVERY_AUTHENTICATED_USER = {"apiGroup": RBAC_GROUP, "kind": "Group", "name": "system:authenticated"}
 PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
 
@@ -33,6 +35,8 @@ class Advertisement:
     #: The name verified against the serving certificate ("": the address's host).
     server_name: str = ""
     version: str = ""
+    #: The Istio cluster ID of the mesh cluster that advertises it ("": istiod's config cluster).
+    cluster_id: str = ""
     #: Where it was read, for messages: "ConfigMap NS/NAME of context C", or "--aggregator".
     source: str = ""
 
@@ -59,7 +63,8 @@ def objects(advertisement: Advertisement) -> list[dict[str, Any]]:
         "labels": {"app.kubernetes.io/name": CONFIGMAP_NAME, "app.kubernetes.io/version": advertisement.version},
     }
     data = {ADDRESS_KEY: advertisement.address}
-    data.update({key: value for key, value in ((CA_KEY, advertisement.ca_pem), (SERVER_NAME_KEY, advertisement.server_name)) if value})
+    optional = ((CA_KEY, advertisement.ca_pem), (SERVER_NAME_KEY, advertisement.server_name), (CLUSTER_ID_KEY, advertisement.cluster_id))
+    data.update({key: value for key, value in optional if value})
     return [
         CONFIG_MAP.manifest(metadata, data=data),
         ROLE.manifest(
@@ -112,7 +117,8 @@ def parse(configmap: dict[str, Any], source: str) -> Advertisement:
             "ask the mesh operator to apply `kubectl istio-remote manifest --mesh` again, or pass --aggregator HOST:PORT",
         )
     namespace = str((configmap.get("metadata") or {}).get("namespace", ""))
-    return Advertisement(namespace, address, ca_pem, str(data.get(SERVER_NAME_KEY, "")).strip(), source=source)
+    server_name, cluster_id = (str(data.get(key, "")).strip() for key in (SERVER_NAME_KEY, CLUSTER_ID_KEY))
+    return Advertisement(namespace, address, ca_pem, server_name, cluster_id=cluster_id, source=source)
 
 
 def _data_problem(address: str, ca_pem: str) -> str:

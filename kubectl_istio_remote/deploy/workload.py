@@ -111,7 +111,7 @@ def session_pod_objects(pod: SessionPod, now: datetime.datetime | None = None) -
     return {**identity_objects(metadata), "Pod": body}
 
 
-def session_serve_args(istiod_timeout: float, revision: str, verbose: bool) -> list[str]:
+def session_serve_args(istiod_timeout: float, revision: str, cluster_id: str, verbose: bool) -> list[str]:
     """`serve` as the session pod runs it: on the pod's own loopback, reachable by port-forward only; the
     user's own session passes on the debug pages that change istiod (a shared aggregator does not)."""
     args = [
@@ -125,4 +125,6 @@ def session_serve_args(istiod_timeout: float, revision: str, verbose: bool) -> l
     ]
     if revision:
         args += ["--revision", revision]
+    if cluster_id:
+        args += ["--cluster-id", cluster_id]
     return args + (["--verbose"] if verbose else [])

@@ -60,6 +60,7 @@ def resolve_settings(flags: SessionFlags, console: Console, *, warm: bool = Fals
         external=external,
         istio_namespace=namespace,
         revision=flags.revision,
+        cluster_id=flags.cluster_id or (shared.cluster_id if shared is not None else ""),
         mode=mode,
         shared=shared,
         timeout=flags.timeout,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -56,6 +57,7 @@ def open_session(
     """
     deadline = time.monotonic() + settings.timeout
     preflight = check_before_creating(settings, console, istioctl)
+    settings = dataclasses.replace(settings, cluster_id=preflight.cluster_id or settings.cluster_id)
     io = LoopThread()
     in_flight: BaseException | None = None
     try:
@@ -65,7 +67,8 @@ def open_session(
         io.close()
         raise
     try:
-        connection = session.open(deadline)
+        # Sent by the native commands themselves: a shared aggregator serves users of every mesh cluster.
+        connection = dataclasses.replace(session.open(deadline), cluster_id=settings.cluster_id)
         console.detail(f"aggregator reachable at {connection.address}")
         settle_start_up()  # everything is loaded: what runs from here (a shell for hours) is collected as usual
         yield connection

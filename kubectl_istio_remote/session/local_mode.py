@@ -39,6 +39,7 @@ class LocalMode:
             istiod_timeout=settings.istiod_timeout,
             connect_ahead=True,
             allow_debug_changes=True,  # the user's own session, as in pod mode
+            cluster_id=settings.cluster_id,
         )
         known = (self._istiods.pods, self._istiods.resource_version)
         self._aggregator = assemble(serving, replicas, PortForwardDialer(settings.external), settings.external, known)

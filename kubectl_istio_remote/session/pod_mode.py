@@ -58,7 +58,7 @@ class ProxyPodMode:
             image=settings.image,
             pull_policy=settings.pull_policy.value,
             pull_secrets=settings.image_pull_secrets,
-            args=session_serve_args(settings.istiod_timeout, settings.revision, settings.verbose),
+            args=session_serve_args(settings.istiod_timeout, settings.revision, settings.cluster_id, settings.verbose),
         )
         self._created: list[str] = []
         self._tunnel: Relay | None = None

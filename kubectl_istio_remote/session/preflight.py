@@ -1,8 +1,8 @@
 """Everything a session must know before it creates anything, asked in one concurrent round per cluster.
 
-istiod's pods, every RBAC right the mode needs, who we are (pod mode labels its objects with it)
-and whether earlier sessions left expired objects: none depends on another, so on a slow network
-they cost one round trip together instead of one each.
+istiod's pods, every RBAC right the mode needs, who we are (pod mode labels its objects with it),
+the mesh cluster's Istio cluster ID, and whether earlier sessions left expired objects: none
+depends on another, so on a slow network they cost one round trip together instead of one each.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from kubectl_istio_remote.console import Console
 from kubectl_istio_remote.session import permissions
 from kubectl_istio_remote.session.istiods import Istiods, find_istiods
 from kubectl_istio_remote.session.leftovers import Leftover, find, leftover_warning
+from kubectl_istio_remote.session.mesh_cluster import injected_cluster_id
 from kubectl_istio_remote.session.settings import Mode, SessionSettings
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ class Preflight:
     istiods: Istiods | None
     #: Who the API server says we are (pod mode only; "" otherwise).
     user: str
+    #: The mesh cluster's Istio cluster ID: --cluster-id, else what its injection webhook names ("": none).
+    cluster_id: str = ""
 
 
 def check_before_creating(settings: SessionSettings, console: Console, istioctl: Istioctl | None) -> Preflight:
@@ -45,21 +48,27 @@ def check_before_creating(settings: SessionSettings, console: Console, istioctl:
         lambda: find_istiods(settings),
         lambda: find(external, namespace),
         (external.username if settings.mode is Mode.pod else lambda: ""),
+        (lambda: settings.cluster_id) if settings.cluster_id else functools.partial(injected_cluster_id, settings.mesh, settings.revision),
         *(functools.partial(permissions.allowed, need) for need in needs),
     ]
-    istiods, leftovers, user, *granted = outcomes_of(calls)
+    istiods, leftovers, user, cluster_id, *granted = outcomes_of(calls)
     if isinstance(leftovers, list):
         warning = leftover_warning(_expired(leftovers), external, namespace)
         if warning:
             console.warning(warning)
     else:
         console.detail(f"cannot look for leftovers: {leftovers}")
+    if isinstance(cluster_id, BaseException):
+        console.detail(f"cannot read the mesh cluster's injection webhooks for its Istio cluster ID (--cluster-id): {cluster_id}")
+        cluster_id = ""
+    elif cluster_id:
+        console.detail(f"the mesh cluster is Istio cluster {cluster_id} to istiod")
     # In the order a user fixes them: where istiod is, then the rights, then the rest.
     for outcome in (istiods, *granted, user):
         if isinstance(outcome, BaseException):
             raise outcome
     permissions.refuse_missing(needs, cast(list[bool], granted))
-    return Preflight(cast(Istiods, istiods), cast(str, user))
+    return Preflight(cast(Istiods, istiods), cast(str, user), cast(str, cluster_id))
 
 
 def _expired(leftovers: list[Leftover]) -> list[Leftover]:

@@ -46,6 +46,7 @@ class SessionFlags:
     external_context: str | None = None
     istio_namespace: str | None = None
     revision: str = ""
+    cluster_id: str = ""
     mode: Mode = Mode.auto
     aggregator: str | None = None
     aggregator_ca: str | None = None
@@ -82,6 +83,9 @@ class SessionSettings:
     external: Cluster
     istio_namespace: str
     revision: str = ""
+    #: The mesh cluster's Istio cluster ID, sent with every token ("": istiod's config cluster; pod and local mode
+    #: look for it in the mesh cluster's injection webhook before anything is created).
+    cluster_id: str = ""
     #: pod, local or shared: `auto` is settled by `resolve_settings`.
     mode: Mode = Mode.pod
     #: Where the shared aggregator is, and how its certificate is verified (shared mode only).

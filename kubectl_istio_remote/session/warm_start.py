@@ -30,7 +30,7 @@ CACHE_ENTRIES = 32
 START_SECONDS = 5.0
 CLOSE_SECONDS = 2.0
 #: What must be the same for the warm connection to be used.
-COMPARED = ("namespace", "address", "ca_pem", "server_name")
+COMPARED = ("namespace", "address", "ca_pem", "server_name", "cluster_id")
 
 
 class WarmStart:

@@ -75,9 +75,9 @@ class Mesh:
         for istiod in self.istiods:
             await istiod.stop()
 
-    async def ask(self, *requests: DiscoveryRequest, token: str | None = TOKEN) -> Replies:
+    async def ask(self, *requests: DiscoveryRequest, token: str | None = TOKEN, cluster_id: str = "") -> Replies:
         assert self.connection is not None
-        connection = dataclasses.replace(self.connection, token=token)
+        connection = dataclasses.replace(self.connection, token=token, cluster_id=cluster_id)
         return await ask(connection, requests, timeout=30)
 
 
