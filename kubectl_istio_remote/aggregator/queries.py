@@ -45,10 +45,14 @@ def ask_once(connection: Connection, token: str, request: DiscoveryRequest, time
     try:
         return asyncio.run(ask(dataclasses.replace(connection, token=token), [request], timeout))
     except grpc.aio.AioRpcError as error:
-        raise UnavailableError(f"istiod answered {error.code().name}: {error.details()}") from None
+        hint = ""
+        if error.code() is grpc.StatusCode.UNAUTHENTICATED:
+            reviewed = f"Istio cluster {connection.cluster_id}" if connection.cluster_id else "its config cluster"
+            hint = f"; istiod reviewed the token in {reviewed}: set --cluster-id to the mesh cluster's (its remote secret's name)"
+        raise UnavailableError(f"istiod answered {error.code().name}: {error.details()}{hint}") from None
 
 
 def fetch(connection: Connection, token: str, istio_namespace: str, proxy: str | None, timeout: float) -> Syncz:
     replies = ask_once(connection, token, syncz_request(istio_namespace, proxy), timeout)
     statuses = proxy_statuses(replies.responses[0], replies.sources, fallback_istiod=CONTROL_PLANE_ID)
-    return Syncz(statuses, replies.failed, replies.identities, replies.sources)
+    return Syncz(statuses, replies.failed, replies.identities, replies.sources, connection.cluster_id)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from kubectl_istio_remote.cli import invocation, options
 from kubectl_istio_remote.cli.shell_completion import complete_mesh_namespace
 from kubectl_istio_remote.status import ExitStatus
+
+if TYPE_CHECKING:
+    from kubectl_istio_remote.aggregator.client import Connection
+    from kubectl_istio_remote.console import Console
+    from kubectl_istio_remote.native.render import ProxyStatus
+    from kubectl_istio_remote.session.settings import SessionSettings
 
 #: istioctl honours -o json|yaml for proxy-status from 1.30.
 ISTIOCTL_STRUCTURED_OUTPUT = (1, 30)
@@ -45,6 +53,9 @@ def command(ctx: click.Context, pod: str | None, output: str, namespace: str | N
     elif istioctl is not None and (not_taken := istioctl_adapter.flags_not_taken(given)):
         console.progress(f"istioctl takes no {', '.join(not_taken)}: printing the answer natively")
         istioctl = None
+    elif istioctl is not None and settings.shared is not None and settings.cluster_id:
+        console.progress(f"istioctl cannot name mesh cluster {settings.cluster_id} to the shared aggregator: printing the answer natively")
+        istioctl = None
     elif istioctl is not None and given.request_seconds and istioctl.release < istioctl_adapter.KUBECLIENT_TIMEOUT:
         console.progress(f"istioctl {istioctl.version} has no --kubeclient-timeout: its own 15 s limit applies to its requests")
     if istioctl is not None:
@@ -61,6 +72,8 @@ def command(ctx: click.Context, pod: str | None, output: str, namespace: str | N
                 *invocation.current(ctx).passthrough,
             ]
             code = run_foreground(argv, istioctl_adapter.environment(connection.address, settings.istio_namespace))
+            if code != 0 and pod is not None:
+                _explain_other_cluster(console, settings, connection, _proxy_name(pod, namespace))
             if code != 0 and settings.shared is not None:
                 from kubectl_istio_remote.session.shared_mode import explain_failure
 
@@ -68,7 +81,7 @@ def command(ctx: click.Context, pod: str | None, output: str, namespace: str | N
             return code
     from kubectl_istio_remote.native import render  # the Envoy protos: imported after the first requests have gone out
 
-    proxy = None if pod is None else pod if "." in pod else f"{pod}.{namespace or 'default'}"
+    proxy = None if pod is None else _proxy_name(pod, namespace)
     syncz = invocation.native_syncz(ctx, settings, proxy)
     statuses, failed = syncz.statuses, syncz.failed
     if namespace and pod is None:
@@ -76,8 +89,41 @@ def command(ctx: click.Context, pod: str | None, output: str, namespace: str | N
     if pod is not None and not statuses:
         console.progress(f"proxy {proxy} is not connected to any istiod")
         return ExitStatus.ERROR
+    if pod is not None and (elsewhere := other_cluster(statuses[0], syncz.cluster_id, settings.mesh.context)):
+        console.warning(elsewhere)
     if output in options.STRUCTURED:
         console.data(render.dump(render.as_document(statuses, failed), output))
     else:
         console.data(render.table(statuses, wide=output == "wide" or pod is not None))
     return invocation.report_failed(ctx, settings, failed)
+
+
+def _proxy_name(pod: str, namespace: str | None) -> str:
+    return pod if "." in pod else f"{pod}.{namespace or 'default'}"
+
+
+def other_cluster(status: ProxyStatus, cluster_id: str, context: str) -> str:
+    """What is wrong when the proxy asked for is not in the current context's mesh cluster ("" when it is, or unknown)."""
+    if not cluster_id or not status.cluster or status.cluster == cluster_id:
+        return ""
+    return (
+        f"{status.name} is a proxy of mesh cluster {status.cluster}, not of context {context}'s ({cluster_id}): "
+        f"pass --context with a context of {status.cluster}"
+    )
+
+
+def _explain_other_cluster(console: Console, settings: SessionSettings, connection: Connection, proxy: str) -> None:
+    """After istioctl failed on one pod: say so if the pod is in another mesh cluster (istioctl looks in this one only)."""
+    from kubectl_istio_remote.aggregator.queries import fetch
+    from kubectl_istio_remote.errors import UserError
+    from kubectl_istio_remote.session.token import istioctl_token
+
+    try:
+        found = fetch(
+            connection, istioctl_token(settings.mesh, settings.istio_namespace), settings.istio_namespace, proxy, settings.timeout
+        )
+    except (UserError, OSError) as error:  # only an explanation: istioctl has said what failed
+        console.detail(f"cannot look {proxy} up natively: {error}")
+        return
+    if found.statuses and (elsewhere := other_cluster(found.statuses[0], found.cluster_id, settings.mesh.context)):
+        console.error(elsewhere)

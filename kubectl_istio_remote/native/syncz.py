@@ -17,3 +17,5 @@ class Syncz:
     identities: dict[str, str]
     #: (replica, proxies it holds), in merge order.
     sources: list[tuple[str, int]]
+    #: The Istio cluster ID the session named to istiod as the mesh cluster's ("": none, istiod's config cluster).
+    cluster_id: str = ""
