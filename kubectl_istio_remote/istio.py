@@ -21,6 +21,10 @@ TOKEN_SERVICE_ACCOUNT = "default"
 CLUSTER_ID_METADATA = "clusterid"
 #: A remote cluster's injection webhook names its cluster ID in its URL or path (istiodRemote.injectionURL/injectionPath).
 INJECTION_CLUSTER_PATH = "/inject/cluster/"
+#: istiod's debug type: HTTP-style pages (`syncz`, `adsz?push=true`, ...) named as its one resource.
+DEBUG_TYPE = "istio.io/debug"
+#: Every proxy's sync status; istiod ignores resource names on it (statusgen's debugSyncz).
+SYNCZ_TYPE = f"{DEBUG_TYPE}/syncz"
 #: The largest gRPC message the aggregator sends or receives (`serve --max-message-bytes`).
 MAX_MESSAGE_BYTES = 512 * 1024 * 1024
 

@@ -14,7 +14,7 @@ from kubectl_istio_remote.aggregator.merge import Route, merged_identifier, rout
     ("type_url", "names", "route"),
     [
         ("istio.io/debug/syncz", [], Route.BROADCAST),
-        ("istio.io/debug/syncz", ["sleep-0.sample"], Route.ONE_PROXY),
+        ("istio.io/debug/syncz", ["sleep-0.sample"], Route.BROADCAST),  # istiod ignores the names
         ("istio.io/debug/config_dump", ["sleep-0.sample"], Route.ONE_PROXY),
         ("istio.io/connections", [], Route.BROADCAST),
         ("istio.io/debug", ["configz"], Route.BROADCAST),

@@ -20,10 +20,11 @@ from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
 from kubectl_istio_remote.aggregator.debug_pages import Page
 from kubectl_istio_remote.aggregator.discovery import TargetSource
 from kubectl_istio_remote.aggregator.load import Hold, Overloaded
-from kubectl_istio_remote.aggregator.merge import DEBUG, Answer, in_merge_order, merge
+from kubectl_istio_remote.aggregator.merge import Answer, in_merge_order, merge
 from kubectl_istio_remote.aggregator.metrics import Metrics
 from kubectl_istio_remote.aggregator.serving import Settings
 from kubectl_istio_remote.aggregator.upstream import IstiodLink, IstiodPool, UpstreamFailure
+from kubectl_istio_remote.istio import DEBUG_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ class FanOut:
 
     def _check_change(self, request: DiscoveryRequest, replicas: int) -> None:
         """A debug page that changes istiod (a push to every proxy, a cleared cache) is passed on only where allowed, and logged."""
-        if request.type_url != DEBUG or not request.resource_names or not Page.of(request.resource_names[0]).changes_istiod:
+        if request.type_url != DEBUG_TYPE or not request.resource_names or not Page.of(request.resource_names[0]).changes_istiod:
             return
         page = request.resource_names[0]
         if not self._settings.allow_debug_changes:

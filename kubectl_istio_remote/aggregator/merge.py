@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest, DiscoveryResponse
 
 from kubectl_istio_remote.aggregator.debug_pages import Page, merge_page, proxy_id
+from kubectl_istio_remote.istio import DEBUG_TYPE, SYNCZ_TYPE
 
-DEBUG = "istio.io/debug"
 PROXY_NOT_CONNECTED = b"Proxy not connected to this Pilot instance"
 
 
@@ -30,15 +30,16 @@ class Route(enum.Enum):
 def route_for(request: DiscoveryRequest) -> Route:
     """Decide how to combine answers for this request.
 
-    `istio.io/debug/*` with a resource name (config_dump, syncz of one proxy) and
-    `istio.io/debug` with a `proxyID=` query concern one proxy, which is connected to exactly one
-    replica. Everything else (syncz, connections, `istio.io/debug` global pages) is per-replica
-    data that the user wants from all replicas.
+    `istio.io/debug/config_dump` of a proxy and `istio.io/debug` with a `proxyID=` query concern
+    one proxy, which is connected to exactly one replica. Everything else (syncz, connections,
+    `istio.io/debug` global pages) is per-replica data that the user wants from all replicas;
+    syncz too when it names a proxy, since istiod ignores the names (statusgen's debugSyncz) and
+    answers with every proxy it holds.
     """
     names = list(request.resource_names)
-    if request.type_url == DEBUG:
+    if request.type_url == DEBUG_TYPE:
         return Route.ONE_PROXY if any("proxyID=" in name for name in names) else Route.BROADCAST
-    return Route.ONE_PROXY if names else Route.BROADCAST
+    return Route.ONE_PROXY if names and request.type_url != SYNCZ_TYPE else Route.BROADCAST
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class Answer:
     @classmethod
     def of(cls, istiod: str, raw: bytes, response: DiscoveryResponse) -> Answer:
         count, holds_proxy = len(response.resources), knows_proxy(response)
-        body = response.resources[0].value if response.type_url == DEBUG and response.resources else b""
+        body = response.resources[0].value if response.type_url == DEBUG_TYPE and response.resources else b""
         response.ClearField("resources")
         return cls(istiod, raw, response, count, holds_proxy, body)
 
@@ -91,7 +92,7 @@ def merge(request: DiscoveryRequest, answers: Sequence[Answer], control_plane_id
     pages (`istio.io/debug`) are one body each, merged by what the page means (debug_pages).
     """
     ordered = in_merge_order(answers)
-    debug_page = request.type_url == DEBUG
+    debug_page = request.type_url == DEBUG_TYPE
     identity = merged_identifier([answer.head.control_plane.identifier for answer in ordered], control_plane_id, always=debug_page)
     tail = DiscoveryResponse(type_url=request.type_url, nonce=uuid.uuid4().hex, version_info=ordered[0].head.version_info)
     if identity:
@@ -103,7 +104,7 @@ def merge(request: DiscoveryRequest, answers: Sequence[Answer], control_plane_id
     if debug_page and request.resource_names:
         page = Page.of(request.resource_names[0])
         merged = merge_page(page, {answer.istiod: answer.page_body for answer in ordered}, proxy_id(request.node.id))
-        tail.resources.add(type_url=DEBUG, value=merged.body)
+        tail.resources.add(type_url=DEBUG_TYPE, value=merged.body)
         return Combined(tail.SerializeToString(), merged.disagreement)
     return Combined(b"".join([*(answer.raw for answer in ordered), tail.SerializeToString()]))
 

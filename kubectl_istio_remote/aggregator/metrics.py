@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from kubectl_istio_remote.istio import DEBUG_TYPE
+
 if TYPE_CHECKING:
     from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
 
 PREFIX = "istio_remote"
 #: Seconds: from istiod's quick pages to a 10 000-proxy syncz through a busy replica.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-DEBUG_TYPE = "istio.io/debug"
 
 
 def page_class(request: DiscoveryRequest) -> str:

@@ -10,17 +10,14 @@ from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
 
 from kubectl_istio_remote.aggregator.client import Connection, Replies, ask
 from kubectl_istio_remote.errors import UnavailableError
-from kubectl_istio_remote.istio import CONTROL_PLANE_ID, TOKEN_SERVICE_ACCOUNT
+from kubectl_istio_remote.istio import CONTROL_PLANE_ID, DEBUG_TYPE, SYNCZ_TYPE, TOKEN_SERVICE_ACCOUNT
 from kubectl_istio_remote.native.render import proxy_statuses
 from kubectl_istio_remote.native.syncz import Syncz
 
-SYNCZ = "istio.io/debug/syncz"
-DEBUG_TYPE = "istio.io/debug"
 
-
-def syncz_request(istio_namespace: str, proxy: str | None) -> DiscoveryRequest:
+def syncz_request(istio_namespace: str) -> DiscoveryRequest:
     """The request istioctl sends, with the node istiod matches against the token's namespace and account."""
-    request = DiscoveryRequest(type_url=SYNCZ, resource_names=[proxy] if proxy else [])
+    request = DiscoveryRequest(type_url=SYNCZ_TYPE)
     request.node.id = f"sidecar~127.0.0.1~kubectl-istio-remote.{istio_namespace}~{istio_namespace}.svc.cluster.local"
     request.node.metadata.update(
         {
@@ -35,7 +32,7 @@ def syncz_request(istio_namespace: str, proxy: str | None) -> DiscoveryRequest:
 
 def debug_request(istio_namespace: str, page: str) -> DiscoveryRequest:
     """`istioctl x internal-debug PAGE`'s request."""
-    request = syncz_request(istio_namespace, None)
+    request = syncz_request(istio_namespace)
     request.type_url, request.resource_names[:] = DEBUG_TYPE, [page]
     return request
 
@@ -53,6 +50,10 @@ def ask_once(connection: Connection, token: str, request: DiscoveryRequest, time
 
 
 def fetch(connection: Connection, token: str, istio_namespace: str, proxy: str | None, timeout: float) -> Syncz:
-    replies = ask_once(connection, token, syncz_request(istio_namespace, proxy), timeout)
+    """Every proxy's status, or one proxy's: istiod's syncz ignores resource names (statusgen's debugSyncz), so every
+    replica is asked for all it holds and the one is picked here."""
+    replies = ask_once(connection, token, syncz_request(istio_namespace), timeout)
     statuses = proxy_statuses(replies.responses[0], replies.sources, fallback_istiod=CONTROL_PLANE_ID)
+    if proxy is not None:
+        statuses = [status for status in statuses if status.name == proxy]
     return Syncz(statuses, replies.failed, replies.identities, replies.sources, connection.cluster_id)

@@ -125,7 +125,7 @@ class FakeIstiod:
 
     def _serialized(self, request: DiscoveryRequest) -> bytes:
         """Full syncz answers are built once: large fakes should cost the aggregator, not themselves."""
-        if request.type_url != SYNCZ or request.resource_names:
+        if request.type_url != SYNCZ:
             return self.respond(request).SerializeToString()
         if not self._syncz_bytes:
             self._syncz_bytes = self.respond(request).SerializeToString()
@@ -134,10 +134,8 @@ class FakeIstiod:
     def respond(self, request: DiscoveryRequest) -> DiscoveryResponse:
         response = DiscoveryResponse(type_url=request.type_url, version_info=self.name, nonce=f"{self.name}-nonce")
         names = list(request.resource_names)
-        if request.type_url == SYNCZ:
-            for proxy in self.proxies:
-                if not names or proxy in names:
-                    response.resources.append(_packed(self.client_config(proxy)))
+        if request.type_url == SYNCZ:  # names are ignored, as istiod's debugSyncz ignores them
+            response.resources.extend(_packed(self.client_config(proxy)) for proxy in self.proxies)
             response.control_plane.identifier = self.identifier
         elif request.type_url == CONFIG_DUMP and len(names) == 1 and names[0] in self.proxies:
             response.resources.append(_packed(config_dump_pb2.ClustersConfigDump(version_info=f"{self.name}/{names[0]}")))
