@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.sandbox import mesh
 from tests.sandbox import sandbox as sandbox_control
-from tests.sandbox.mesh import ISTIO_NAMESPACE, istiod_addresses
+from tests.sandbox.mesh import ISTIO_NAMESPACE, Sidecar, istiod_addresses
 
 ISTIODS = 3
 PROXIES = 6
@@ -24,8 +25,13 @@ PROXIES = 6
 class Sandbox:
     env: dict[str, str]
     istiods: list[str]  # pod IPs of the istiod replicas, in pod-name order
-    proxies: list[str]  # "pod.namespace" of every sidecar
+    sidecars: list[Sidecar]  # of both mesh clusters
     istio_namespace: str = ISTIO_NAMESPACE
+
+    @property
+    def proxies(self) -> list[str]:
+        """ "pod.namespace" of every sidecar, of both mesh clusters."""
+        return [sidecar.name for sidecar in self.sidecars]
 
     def run(self, *argv: str, extra_env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run a command as a user of the sandbox would, with its KUBECONFIG and PATH."""
@@ -40,13 +46,16 @@ class Sandbox:
         )
 
     def proxies_of(self, replica: int) -> list[str]:
-        """The sidecars the sandbox connected to one replica (round robin by index)."""
-        return [name for index, name in enumerate(self.proxies) if index % len(self.istiods) == replica]
+        """The sidecars the sandbox connected to one replica."""
+        return [sidecar.name for sidecar in self.sidecars if sidecar.replica == replica]
+
+    def proxies_in(self, cluster: str) -> list[str]:
+        return [sidecar.name for sidecar in self.sidecars if sidecar.cluster.name == cluster]
 
 
 def connect() -> Sandbox:
     """The running sandbox, as seen by a user who ran `eval "$(python -m tests.sandbox env)"`."""
-    return Sandbox(sandbox_control.process_environment(), istiod_addresses(), [f"sleep-{i}.sample" for i in range(PROXIES)])
+    return Sandbox(sandbox_control.process_environment(), istiod_addresses(), mesh.sidecars(PROXIES, ISTIODS))
 
 
 @pytest.fixture(scope="session")

@@ -51,7 +51,7 @@ def test_native_table_lists_every_proxy_with_its_replica(sandbox: Sandbox, mode:
     assert result.stdout.splitlines()[0].split()[:4] == ["NAME", "CLUSTER", "ISTIOD", "VERSION"]
     assert listed_proxies(result.stdout) == set(sandbox.proxies), result.stdout
     rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:]}
-    assert {row[1] for row in rows.values()} == {"remote"}
+    assert {name: row[1] for name, row in rows.items()} == {sidecar.name: sidecar.cluster.name for sidecar in sandbox.sidecars}
     assert {row[2] for row in rows.values()} == {f"istiod-{i}" for i in range(len(sandbox.istiods))}
 
 

@@ -121,13 +121,34 @@ def test_the_mesh_user_sees_every_proxy_and_asks_the_control_plane_nothing(sandb
     native = runs["auto, native"].stdout.splitlines()
     for index in range(len(sandbox.istiods)):  # the ISTIOD column names each proxy's replica, through the shared aggregator too
         for proxy in sandbox.proxies_of(index):
-            assert any(line.startswith(proxy.split(".")[0]) and f"istiod-{index}" in line for line in native), native
+            assert any(line.split()[0] == proxy and f"istiod-{index}" in line for line in native[1:]), native
     assert version.returncode == 0, version.stderr
     assert sorted(replica["name"] for replica in json.loads(version.stdout)["controlPlane"]) == ["istiod-0", "istiod-1", "istiod-2"]
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     assert "istiod replicas answering: istiod-0, istiod-1, istiod-2" in doctor.stdout, doctor.stdout
     assert asked["external"] == set(), asked["external"]
     assert asked["remote"] and asked["remote"] <= MESH_USER_REQUESTS, asked["remote"]
+
+
+def test_a_mesh_user_of_the_second_cluster_sees_both_clusters(sandbox: Sandbox, shared: Shared) -> None:
+    """remote-2's advertisement names its cluster (manifest --mesh --cluster-id remote-2): istiod reviews the user's
+    token there. istioctl cannot name it through the relay, so proxy-status prints natively and says so."""
+    from tests.e2e.test_mesh_clusters import clusters_of, every_cluster
+
+    user = ["--context", "remote-2-limited"]
+    runs = {
+        "auto": sandbox.run("kubectl-istio_remote", "proxy-status", *user),
+        "auto, native": sandbox.run("kubectl-istio_remote", "proxy-status", *user, "--native"),
+        "shared": sandbox.run("kubectl-istio_remote", "proxy-status", *user, "--mode", "shared"),
+        "shared, native": sandbox.run("kubectl-istio_remote", "proxy-status", *user, "--mode", "shared", "--native"),
+    }
+    for name, result in runs.items():
+        assert result.returncode == 0, f"{name}: {result.stderr}"
+        assert clusters_of(result.stdout) == every_cluster(sandbox), f"{name}: {result.stdout}"
+    assert "istioctl cannot name mesh cluster remote-2 to the shared aggregator" in runs["shared"].stderr
+    version = sandbox.run("kubectl-istio_remote", "version", "--remote", *user, "-o", "json")
+    assert version.returncode == 0, version.stderr
+    assert sum(row["proxies"] for row in json.loads(version.stdout)["dataPlane"]) == len(sandbox.proxies)
 
 
 def test_a_failed_replica_is_named_the_others_shown_and_the_exit_is_not_zero(sandbox: Sandbox, shared: Shared) -> None:

@@ -219,7 +219,7 @@ def recreate_istiod(sandbox: Sandbox, istiod: dict) -> None:
     assert recreated.returncode == 0, recreated.stderr
     address = mesh.wait_pod_ip("external", sandbox.istio_namespace, "istiod-1")
     if address != sandbox.istiods[1]:
-        mesh.move_istiod(1, address, [proxy.split(".")[0] for proxy in sandbox.proxies_of(1)])
+        mesh.move_istiod(1, address, [sidecar for sidecar in sandbox.sidecars if sidecar.replica == 1])
         sandbox.istiods[1] = address
 
 

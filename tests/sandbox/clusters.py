@@ -1,6 +1,7 @@
-"""Two real Kubernetes control planes on loopback: etcd, kube-apiserver, kube-controller-manager, kwok.
+"""Three real Kubernetes control planes on loopback: etcd, kube-apiserver, kube-controller-manager, kwok.
 
-`external` hosts the istiod pods (and our ephemeral proxy pods); `remote` is the mesh cluster.
+`external` hosts the istiod pods (and our ephemeral proxy pods); `remote` is the mesh cluster istiod takes its
+configuration from, `remote-2` a second mesh cluster registered with the same istiods by a remote secret.
 Each cluster has one kwok node whose podCIDR is a loopback /24, so every pod gets a 127.x IP
 where the sandbox can run that pod's real process; kwok's kubelet API serves port-forward.
 """
@@ -48,6 +49,7 @@ ETCD_PORT = 23790
 CLUSTERS = (
     ClusterSpec("external", 26443, 20250, "127.0.1.0/24", "10.96.0.0/16"),
     ClusterSpec("remote", 26444, 20251, "127.0.2.0/24", "10.97.0.0/16"),
+    ClusterSpec("remote-2", 26445, 20252, "127.0.3.0/24", "10.98.0.0/16"),
 )
 
 
@@ -400,4 +402,4 @@ def up() -> None:
         apply(spec.name, [_node(spec)])
     for spec in CLUSTERS:
         _wait_node_ready(spec)
-    log("clusters external and remote are ready")
+    log(f"clusters {', '.join(spec.name for spec in CLUSTERS)} are ready")

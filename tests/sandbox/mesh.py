@@ -1,109 +1,52 @@
-"""An external Istio control plane: N real istiod replicas for the `remote` mesh cluster, M real Envoys.
+"""An external Istio control plane: N real istiod replicas for two mesh clusters, and real Envoys in each.
 
 Each istiod replica is a pod `istiod-<i>` (label app=istiod) in namespace external-istiod of
 `external`, backed by a pilot-discovery process listening on that pod's loopback IP, with a kwok
-PortForward so `kubectl port-forward` reaches it. istiod reads its configuration from `remote`.
-Each Envoy matches a pod in namespace `sample` of `remote` and holds an ADS stream to one replica.
+PortForward so `kubectl port-forward` reaches it. istiod reads its configuration from `remote`;
+`remote-2` is registered with it as `istioctl create-remote-secret` does it. Each Envoy matches a
+pod `sleep-<j>` in its mesh cluster's own namespace and holds an ADS stream to one replica.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import envoy
 import yaml
 from kubernetes import client
 
-from tests.sandbox import build, procs
+from tests.sandbox import build, mesh_clusters, procs
 from tests.sandbox.clusters import api, apply, context_kubeconfig
+from tests.sandbox.mesh_clusters import CONFIG_CLUSTER, MESH_CLUSTERS, MeshCluster
+from tests.sandbox.objects import ISTIO_NAMESPACE, namespace_manifest, pod_manifest, port_forward, service_account_manifest, wait_pod_ip
 from tests.sandbox.paths import STATE, log
 
-ISTIO_NAMESPACE = "external-istiod"
-SAMPLE_NAMESPACE = "sample"
 ISTIOD_PORTS = (15010, 15012, 15014, 8080)
 ISTIO_VERSION = "1.31-dev"
-RESTRICTED = {
-    "runAsNonRoot": True,
-    "runAsUser": 1337,
-    "allowPrivilegeEscalation": False,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-    "readOnlyRootFilesystem": True,
-}
+#: Sidecars of each mesh cluster but the config cluster (whose count is `up`'s `proxies`).
+SIDECARS_PER_OTHER_CLUSTER = 3
 
 
-def _namespace(name: str, labels: dict[str, str] | None = None) -> dict:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels or {}}}
+@dataclass(frozen=True)
+class Sidecar:
+    pod: str
+    cluster: MeshCluster
+    #: The istiod replica it is connected to (round robin over every sidecar of the mesh).
+    replica: int
+
+    @property
+    def name(self) -> str:
+        """As istiod and istioctl name it: `pod.namespace`."""
+        return f"{self.pod}.{self.cluster.namespace}"
 
 
-def _service_account(name: str, namespace: str) -> dict:
-    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}}
-
-
-def _pod(name: str, namespace: str, labels: dict[str, str], service_account: str, image: str) -> dict:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {
-            "serviceAccountName": service_account,
-            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [{"name": labels["app"], "image": image, "securityContext": RESTRICTED}],
-        },
-    }
-
-
-def port_forward(name: str, namespace: str, address: str, ports: tuple[int, ...], owner_uid: str | None = None) -> dict:
-    """kwok's PortForward: port-forward to this pod reaches `address` on the same port."""
-    owners = [{"apiVersion": "v1", "kind": "Pod", "name": name, "uid": owner_uid}] if owner_uid else []
-    return {
-        "apiVersion": "kwok.x-k8s.io/v1alpha1",
-        "kind": "PortForward",
-        "metadata": {"name": name, "namespace": namespace, "ownerReferences": owners},
-        "spec": {"forwards": [{"ports": [port], "target": {"port": port, "address": address}} for port in ports]},
-    }
-
-
-def wait_pod_ip(context: str, namespace: str, name: str) -> str:
-    found: dict[str, str] = {}
-
-    def running() -> bool:
-        with api(context) as api_client:
-            pod = client.CoreV1Api(api_client).read_namespaced_pod(name, namespace)
-        if pod.status.phase == "Running" and pod.status.pod_ip:
-            found["ip"] = pod.status.pod_ip
-            return True
-        return False
-
-    procs.wait_until(f"pod {namespace}/{name} in {context} to run", running, 60)
-    return found["ip"]
-
-
-def _istio_module() -> Path:
-    return Path(json.loads(build.go_module_info("istio.io/istio", build.ISTIO_PSEUDO_VERSION))["Dir"])
-
-
-def _install_remote() -> None:
-    """What istiod needs in the mesh cluster: the Istio CRDs and the namespaces."""
-    crds = [doc for doc in yaml.safe_load_all((_istio_module() / "manifests/charts/base/files/crd-all.gen.yaml").read_text()) if doc]
-    apply("remote", crds)
-    apply(
-        "remote",
-        [
-            _namespace(ISTIO_NAMESPACE),
-            _namespace(SAMPLE_NAMESPACE),
-            _service_account("default", ISTIO_NAMESPACE),
-            _service_account("sleep", SAMPLE_NAMESPACE),
-            # An HTTP service gives every sidecar a route configuration too (RDS), as in a real mesh.
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {"name": "sleep", "namespace": SAMPLE_NAMESPACE},
-                "spec": {"selector": {"app": "sleep"}, "ports": [{"name": "http", "port": 8080, "targetPort": 8080}]},
-            },
-        ],
-    )
+def sidecars(proxies: int, istiods: int) -> list[Sidecar]:
+    """Every sidecar of the sandbox: `proxies` in the config cluster, then those of the other mesh clusters."""
+    counts = [proxies] + [SIDECARS_PER_OTHER_CLUSTER] * (len(MESH_CLUSTERS) - 1)
+    pods = [(f"sleep-{index}", cluster) for cluster, count in zip(MESH_CLUSTERS, counts, strict=True) for index in range(count)]
+    return [Sidecar(pod, cluster, number % istiods) for number, (pod, cluster) in enumerate(pods)]
 
 
 def mesh_config() -> Path:
@@ -141,7 +84,7 @@ def start_istiod(index: int, address: str, kubeconfig: Path, mesh: Path) -> None
             f"--monitoringAddr={address}:15014",
             f"--httpAddr={address}:8080",
             f"--httpsAddr={address}:15017",
-            "--clusterID=remote",
+            f"--clusterID={CONFIG_CLUSTER.name}",
             f"--ctrlz_address={address}",
             "--log_output_level=default:warn",
         ],
@@ -174,16 +117,16 @@ def _start_istiods(count: int) -> list[str]:
     apply(
         "external",
         [
-            _namespace(ISTIO_NAMESPACE, {"pod-security.kubernetes.io/enforce": "restricted"}),
-            _service_account("istiod", ISTIO_NAMESPACE),
+            namespace_manifest(ISTIO_NAMESPACE, {"pod-security.kubernetes.io/enforce": "restricted"}),
+            service_account_manifest("istiod", ISTIO_NAMESPACE),
         ],
     )
-    kubeconfig, mesh = context_kubeconfig("remote"), mesh_config()
+    kubeconfig, mesh = context_kubeconfig(CONFIG_CLUSTER.name), mesh_config()
     addresses = []
     for index in range(count):
         name = f"istiod-{index}"
         labels = {"app": "istiod", "istio": "pilot", "istio.io/rev": "default"}
-        apply("external", [_pod(name, ISTIO_NAMESPACE, labels, "istiod", f"docker.io/istio/pilot:{ISTIO_VERSION}")])
+        apply("external", [pod_manifest(name, ISTIO_NAMESPACE, labels, "istiod", f"docker.io/istio/pilot:{ISTIO_VERSION}")])
         address = wait_pod_ip("external", ISTIO_NAMESPACE, name)
         apply("external", [port_forward(name, ISTIO_NAMESPACE, address, ISTIOD_PORTS)])
         log(f"starting {name} on {address}")
@@ -204,16 +147,17 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _bootstrap(pod: str, address: str, istiod: str) -> dict:
+def _bootstrap(sidecar: Sidecar, address: str, istiod: str) -> dict:
     """A minimal sidecar bootstrap: ADS to one istiod over plaintext 15010, admin on the pod's IP."""
+    pod, namespace = sidecar.pod, sidecar.cluster.namespace
     return {
         "node": {
-            "id": f"sidecar~{address}~{pod}.{SAMPLE_NAMESPACE}~{SAMPLE_NAMESPACE}.svc.cluster.local",
-            "cluster": f"{pod.rsplit('-', 1)[0]}.{SAMPLE_NAMESPACE}",
+            "id": f"sidecar~{address}~{pod}.{namespace}~{namespace}.svc.cluster.local",
+            "cluster": f"{pod.rsplit('-', 1)[0]}.{namespace}",
             "metadata": {
                 "ISTIO_VERSION": ISTIO_VERSION,
-                "CLUSTER_ID": "remote",
-                "NAMESPACE": SAMPLE_NAMESPACE,
+                "CLUSTER_ID": sidecar.cluster.name,
+                "NAMESPACE": namespace,
                 "NAME": pod,
                 "SERVICE_ACCOUNT": "sleep",
                 "LABELS": {"app": "sleep"},
@@ -259,37 +203,42 @@ def _bootstrap(pod: str, address: str, istiod: str) -> dict:
     }
 
 
-def _start_sidecars(count: int, istiods: list[str]) -> None:
-    for index in range(count):
-        pod = f"sleep-{index}"
-        apply("remote", [_pod(pod, SAMPLE_NAMESPACE, {"app": "sleep"}, "sleep", "docker.io/curlimages/curl:8.8.0")])
-        address = wait_pod_ip("remote", SAMPLE_NAMESPACE, pod)
+def _start_sidecars(proxies: int, istiods: list[str]) -> None:
+    for sidecar in sidecars(proxies, len(istiods)):
+        context, namespace = sidecar.cluster.name, sidecar.cluster.namespace
+        apply(context, [pod_manifest(sidecar.pod, namespace, {"app": "sleep"}, "sleep", "docker.io/curlimages/curl:8.8.0")])
+        address = wait_pod_ip(context, namespace, sidecar.pod)
         # istioctl reads the sidecar's own config dump through a port-forward to Envoy's admin port.
-        apply("remote", [port_forward(pod, SAMPLE_NAMESPACE, address, (15000,))])
-        _start_sidecar(pod, address, istiods[index % len(istiods)])
+        apply(context, [port_forward(sidecar.pod, namespace, address, (15000,))])
+        _start_sidecar(sidecar, address, istiods[sidecar.replica])
 
 
-def _start_sidecar(pod: str, address: str, istiod: str) -> None:
+def _start_sidecar(sidecar: Sidecar, address: str, istiod: str) -> None:
     envoy_binary = Path(envoy.__file__).parent / "_bin" / "envoy"
-    bootstrap = STATE / f"envoy-{pod}.json"
-    bootstrap.write_text(json.dumps(_bootstrap(pod, address, istiod)))
-    procs.start(f"envoy-{pod}", [envoy_binary, "-c", bootstrap, "--concurrency", "1", "--disable-hot-restart", "--log-level", "warning"])
-    log(f"started Envoy for {SAMPLE_NAMESPACE}/{pod} on {address}, connected to istiod at {istiod}")
+    process = f"envoy-{sidecar.cluster.name}-{sidecar.pod}"
+    bootstrap = STATE / f"{process}.json"
+    bootstrap.write_text(json.dumps(_bootstrap(sidecar, address, istiod)))
+    procs.start(process, [envoy_binary, "-c", bootstrap, "--concurrency", "1", "--disable-hot-restart", "--log-level", "warning"])
+    log(f"started Envoy for {sidecar.name} of {sidecar.cluster.name} on {address}, connected to istiod at {istiod}")
 
 
-def move_istiod(index: int, address: str, sidecars: list[str]) -> None:
+def move_istiod(index: int, address: str, moved: list[Sidecar]) -> None:
     """istiod replica `index`, whose pod was recreated at another address (kwok gives the next free one), run there;
     its sidecars connect to it again there, as they would through istiod's Service."""
     name = f"istiod-{index}"
     procs.stop(name)
     apply("external", [port_forward(name, ISTIO_NAMESPACE, address, ISTIOD_PORTS)])
-    start_istiod(index, address, context_kubeconfig("remote"), mesh_config())
-    for pod in sidecars:
-        procs.stop(f"envoy-{pod}")
-        _start_sidecar(pod, wait_pod_ip("remote", SAMPLE_NAMESPACE, pod), address)
+    start_istiod(index, address, context_kubeconfig(CONFIG_CLUSTER.name), mesh_config())
+    for sidecar in moved:
+        procs.stop(f"envoy-{sidecar.cluster.name}-{sidecar.pod}")
+        _start_sidecar(sidecar, wait_pod_ip(sidecar.cluster.name, sidecar.cluster.namespace, sidecar.pod), address)
 
 
 def up(istiods: int, proxies: int) -> None:
-    _install_remote()
+    for cluster in MESH_CLUSTERS:
+        mesh_clusters.install(cluster)
+    for cluster in MESH_CLUSTERS[1:]:
+        mesh_clusters.register(cluster)
     addresses = _start_istiods(istiods)
+    mesh_clusters.wait_registered(addresses)
     _start_sidecars(proxies, addresses)

@@ -2,8 +2,8 @@
 
 Done as an operator does it, with the plugin's `manifest` and the real kubectl: the install in
 the external cluster serving a certificate of the operator's own CA, the advertisement
-(`manifest --mesh`) in the remote cluster, and examples/rbac.yaml's mesh-only bindings for
-`remote-limited`'s user. The tests and `bench.network` (shared mode over a slow network) use it.
+(`manifest --mesh`) in each mesh cluster, and examples/rbac.yaml's mesh-only bindings for
+the limited user (`remote-limited`, `remote-2-limited`). The tests and `bench.network` (shared mode over a slow network) use it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from kubectl_istio_remote.deploy.install import NAME
 from kubectl_istio_remote.deploy.workload import AGGREGATOR_PORT
 from tests.sandbox import containers
 from tests.sandbox.clusters import KUBECONFIG, LIMITED_USER, apply
-from tests.sandbox.mesh import ISTIO_NAMESPACE
+from tests.sandbox.mesh_clusters import CONFIG_CLUSTER, MESH_CLUSTERS, MeshCluster
+from tests.sandbox.objects import ISTIO_NAMESPACE
 from tests.sandbox.pki import Authority
 from tests.sandbox.procs import port_open
 
@@ -117,24 +118,31 @@ def wait_stopped(addresses: list[str]) -> None:
         time.sleep(0.5)
 
 
-def advertise(address: str, ca_file: Path, server_name: str) -> None:
-    """The operator's `manifest --mesh`, applied to the remote cluster: mesh users now find the aggregator at `address`."""
-    printed = plugin("manifest", "--mesh", "-i", ISTIO_NAMESPACE, "--address", address, "--ca-file", str(ca_file), "--host", server_name)
-    checked(kubectl("remote", "apply", "-f", "-", stdin=printed))
+def advertise(cluster: MeshCluster, address: str, ca_file: Path, server_name: str) -> None:
+    """The operator's `manifest --mesh`, applied to a mesh cluster: its users now find the aggregator at `address`. A
+    cluster other than istiod's config cluster is named (--cluster-id), so istiod reviews its users' tokens there."""
+    named = [] if cluster == CONFIG_CLUSTER else ["--cluster-id", cluster.name]
+    printed = plugin(
+        "manifest", "--mesh", "-i", ISTIO_NAMESPACE, "--address", address, "--ca-file", str(ca_file), "--host", server_name, *named
+    )
+    checked(kubectl(cluster.name, "apply", "-f", "-", stdin=printed))
 
 
 @contextlib.contextmanager
 def mesh_users(address: str, ca_file: Path, server_name: str) -> Iterator[None]:
-    """The advertisement and remote-limited's mesh-only rights while the block runs; removed afterwards."""
+    """The advertisement and the limited users' mesh-only rights in every mesh cluster while the block runs; removed
+    afterwards."""
     rights = mesh_only_rbac()
     try:
-        apply("remote", rights)
-        advertise(address, ca_file, server_name)
+        for cluster in MESH_CLUSTERS:
+            apply(cluster.name, rights)
+            advertise(cluster, address, ca_file, server_name)
         yield
     finally:
-        kubectl("remote", "delete", "configmap,role,rolebinding", ADVERTISEMENT, "--ignore-not-found")
-        for document in rights:
-            kubectl("remote", "delete", document["kind"].lower(), document["metadata"]["name"], "--ignore-not-found")
+        for cluster in MESH_CLUSTERS:
+            kubectl(cluster.name, "delete", "configmap,role,rolebinding", ADVERTISEMENT, "--ignore-not-found")
+            for document in rights:
+                kubectl(cluster.name, "delete", document["kind"].lower(), document["metadata"]["name"], "--ignore-not-found")
 
 
 def mesh_only_rbac() -> list[dict]:

@@ -31,7 +31,7 @@ from kubectl_istio_remote.deploy.install import NAME as INSTALL_NAME
 from kubectl_istio_remote.kube.labels import MANAGED_BY
 from tests.sandbox import containers, volumes
 from tests.sandbox.clusters import KUBECONFIG, api, apply, cluster
-from tests.sandbox.mesh import port_forward
+from tests.sandbox.objects import port_forward
 from tests.sandbox.paths import STATE, log
 from tests.sandbox.probes import ReadinessProber
 from tests.sandbox.procs import LOGS
