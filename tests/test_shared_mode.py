@@ -265,26 +265,50 @@ def test_a_native_run_starts_on_the_aggregator_the_last_run_found_only_if_it_is_
         assert f"{shared_at(moved, moved_ca).address} {ahead}" in said
 
 
+@pytest.mark.parametrize("cluster_id", ["", "remote-2"], ids=["config cluster", "named cluster"])
 def test_istioctl_reaches_the_shared_aggregator_only_through_a_relay_that_verifies_it(
-    serve: Callable[[Sequence[str]], tuple[Mesh, bytes]],
+    serve: Callable[[Sequence[str]], tuple[Mesh, bytes]], cluster_id: str
 ) -> None:
     """istioctl is run with ISTIOCTL_INSECURE (it takes no CA of ours): its TLS ends at our relay on 127.0.0.1, and
-    what goes on is TLS verified against the advertised CA and name. A token reaches no server that fails it."""
+    what goes on is TLS verified against the advertised CA and name. A token reaches no server that fails it. For a
+    mesh cluster istiod must be told of, istioctl's gRPC ends there instead, passed on with the cluster's ID and
+    everything the aggregator answers (here: which replica holds each proxy) coming back."""
     mesh, ca = serve([])
     _, other_ca = self_signed_pair([NAME], [])
     io = LoopThread()
     try:
-        verified = SharedMode(shared_at(mesh, ca, server_name=NAME), io, checked=False, relayed=True)
+        verified = SharedMode(shared_at(mesh, ca, server_name=NAME), io, checked=False, relayed=True, cluster_id=cluster_id)
         connection = verified.open(time.monotonic() + 10)
         assert connection.address.startswith("127.0.0.1:") and connection.tls and not connection.verify
         syncz = fetch(connection, TOKEN, NAMESPACE, None, 10)
         assert {status.istiod for status in syncz.statuses} == {istiod.name for istiod in mesh.istiods}
+        seen = [istiod.seen_metadata[-1] for istiod in mesh.istiods]
+        assert all(metadata["authorization"] == f"Bearer {TOKEN}" for metadata in seen)
+        assert [metadata.get("clusterid", "") for metadata in seen] == [cluster_id] * len(seen)
         verified.close(time.monotonic() + 5, lambda: False)
         asked = sum(len(istiod.seen_requests) for istiod in mesh.istiods)
-        impostor = SharedMode(shared_at(mesh, other_ca, server_name=NAME), io, checked=False, relayed=True)
+        impostor = SharedMode(shared_at(mesh, other_ca, server_name=NAME), io, checked=False, relayed=True, cluster_id=cluster_id)
         with pytest.raises(UserError):
             fetch(impostor.open(time.monotonic() + 10), TOKEN, NAMESPACE, None, 10)
         impostor.close(time.monotonic() + 5, lambda: False)
         assert sum(len(istiod.seen_requests) for istiod in mesh.istiods) == asked
+    finally:
+        io.close()
+
+
+def test_the_cluster_naming_pass_through_carries_the_health_check_and_istiods_refusal(
+    serve: Callable[[Sequence[str]], tuple[Mesh, bytes]],
+) -> None:
+    mesh, ca = serve([])
+    for istiod in mesh.istiods:
+        istiod.behaviour = "refuse"
+    io = LoopThread()
+    try:
+        session = SharedMode(shared_at(mesh, ca, server_name=NAME), io, checked=True, relayed=True, cluster_id="remote-2")
+        connection = session.open(time.monotonic() + 10)  # the health check went through it
+        with pytest.raises(UserError) as refused:
+            fetch(connection, TOKEN, NAMESPACE, None, 10)
+        assert refused.value.one_line().startswith("istiod answered UNAUTHENTICATED: ")
+        session.close(time.monotonic() + 5, lambda: False)
     finally:
         io.close()

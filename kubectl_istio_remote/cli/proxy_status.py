@@ -53,9 +53,6 @@ def command(ctx: click.Context, pod: str | None, output: str, namespace: str | N
     elif istioctl is not None and (not_taken := istioctl_adapter.flags_not_taken(given)):
         console.progress(f"istioctl takes no {', '.join(not_taken)}: printing the answer natively")
         istioctl = None
-    elif istioctl is not None and settings.shared is not None and settings.cluster_id:
-        console.progress(f"istioctl cannot name mesh cluster {settings.cluster_id} to the shared aggregator: printing the answer natively")
-        istioctl = None
     elif istioctl is not None and given.request_seconds and istioctl.release < istioctl_adapter.KUBECLIENT_TIMEOUT:
         console.progress(f"istioctl {istioctl.version} has no --kubeclient-timeout: its own 15 s limit applies to its requests")
     if istioctl is not None:

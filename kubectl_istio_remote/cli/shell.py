@@ -31,11 +31,6 @@ def command(ctx: click.Context, shell: str | None) -> int:
         env = istioctl_adapter.environment(connection.address, settings.istio_namespace)
         env["ISTIO_REMOTE_CONTEXT"] = settings.mesh.context
         env["PS1"] = PROMPT_MARKER + env.get("PS1", r"\w \$ ")
-        if settings.shared is not None and settings.cluster_id:
-            console.warning(
-                f"istioctl sends no Istio cluster ID, so istiod reviews its token in its config cluster, not in {settings.cluster_id}, "
-                "and refuses it: use the plugin's own commands (`kubectl istio-remote proxy-status --native`, `version --remote`)"
-            )
         if not passthrough:
             where = settings.shared.address if settings.shared else f"{settings.istio_namespace} in {settings.external.context}"
             console.progress(

@@ -27,11 +27,11 @@ def make_mode(
 ) -> SessionMode:
     """`checked`: the shared aggregator's health is checked before the session is handed out (a shell's user hears at
     once); otherwise the first call is the check, explained if it fails. `relayed`: istioctl will call it, through a
-    relay on 127.0.0.1 that verifies the aggregator's certificate (istioctl would not)."""
+    relay on 127.0.0.1 that verifies the aggregator's certificate (istioctl would not), and names the mesh cluster."""
     if settings.shared is not None:
         from kubectl_istio_remote.session.shared_mode import SharedMode
 
-        return SharedMode(settings.shared, io, checked=checked, warm=settings.warm_start, relayed=relayed)
+        return SharedMode(settings.shared, io, checked=checked, warm=settings.warm_start, relayed=relayed, cluster_id=settings.cluster_id)
     if settings.mode is Mode.local:
         from kubectl_istio_remote.session.local_mode import LocalMode
 

@@ -21,6 +21,7 @@ from kubectl_istio_remote.session.loop import LoopThread
 
 if TYPE_CHECKING:
     from kubectl_istio_remote.aggregator.client import Connection
+    from kubectl_istio_remote.session.cluster_naming import ClusterNamingProxy
     from kubectl_istio_remote.session.warm_start import WarmStart
 
 RELAY_SECONDS = 5.0
@@ -43,14 +44,25 @@ def connection_to(shared: Advertisement) -> Connection:
 
 class SharedMode:
     def __init__(
-        self, shared: Advertisement, io: LoopThread, *, checked: bool = True, warm: WarmStart | None = None, relayed: bool = False
+        self,
+        shared: Advertisement,
+        io: LoopThread,
+        *,
+        checked: bool = True,
+        warm: WarmStart | None = None,
+        relayed: bool = False,
+        cluster_id: str = "",
     ) -> None:
         self._shared = shared
         self._io = io
         self._checked = checked
         self._warm = warm
         #: For istioctl, which does not verify the aggregator: TLS to it verified by us, istioctl's own TLS ending here.
-        self._relay = Relay(shared.target, TcpDialer(), verified_tls(shared.ca_pem), keep_spare=True) if relayed else None
+        self._relay = (
+            Relay(shared.target, TcpDialer(), verified_tls(shared.ca_pem), keep_spare=True) if relayed and not cluster_id else None
+        )
+        #: For istioctl too, when the mesh cluster must be named to istiod: its gRPC ends here, passed on with the name.
+        self._naming = _naming_proxy(shared, cluster_id) if relayed and cluster_id else None
 
     def open(self, deadline: float) -> Connection:
         """Nothing to start and nothing to wait for: the aggregator answers now, or the user is told why not. Unchecked,
@@ -61,20 +73,29 @@ class SharedMode:
         return connection
 
     def _connection(self) -> Connection:
-        if self._relay is not None:  # its first stream dialled now, beside the check or istioctl's own start
-            from kubectl_istio_remote.aggregator.client import Connection
+        from kubectl_istio_remote.aggregator.client import Connection
 
-            # TLS, unverified as a session's own aggregator's: the certificate is local_tls's, made for this run.
+        # TLS, unverified as a session's own aggregator's: the certificate is made for this run.
+        if self._relay is not None:  # its first stream dialled now, beside the check or istioctl's own start
             return Connection(self._io.run(self._relay.start(dial_ahead=True, serve_tls=local_tls()), RELAY_SECONDS))
+        if self._naming is not None:
+            return Connection(self._io.run(self._naming.start(), RELAY_SECONDS))
         return connection_to(self._shared) if self._warm is None else self._warm.connection()
 
     def close(self, deadline: float, stop_waiting: Callable[[], bool]) -> list[str]:
-        if self._relay is not None:
-            with contextlib.suppress(Exception):
-                self._io.run(self._relay.close(), RELAY_SECONDS)
+        for started in (self._relay, self._naming):
+            if started is not None:
+                with contextlib.suppress(Exception):
+                    self._io.run(started.close(), RELAY_SECONDS)
         if self._warm is not None:
             self._warm.close()
         return []
+
+
+def _naming_proxy(shared: Advertisement, cluster_id: str) -> ClusterNamingProxy:
+    from kubectl_istio_remote.session.cluster_naming import ClusterNamingProxy
+
+    return ClusterNamingProxy(connection_to(shared), cluster_id)
 
 
 def local_tls() -> ssl.SSLContext:
