@@ -40,7 +40,7 @@ async def timed(call: Callable[[], Awaitable[object]], rounds: int = ROUNDS) -> 
 
 
 #: The request istioctl's proxy-status sends (our native client's copy of it).
-SYNCZ = syncz_request("istio-system", None)
+SYNCZ = syncz_request("istio-system")
 
 
 async def sequential(istiods: list[str]) -> None:

@@ -97,7 +97,7 @@ async def burst(address: str, ca: bytes, calls: int, one_caller: bool, expected:
     channels = [grpc.aio.secure_channel(address, credentials, options=options) for _ in range(calls)]
     try:
         await asyncio.gather(*(asyncio.wait_for(channel.channel_ready(), 60) for channel in channels))
-        request = syncz_request("istio-system", None)
+        request = syncz_request("istio-system")
         tokens = ["bench-caller" if one_caller else f"bench-caller-{index}" for index in range(calls)]
         return list(
             await asyncio.gather(*(one_call(channel, request, token, expected) for channel, token in zip(channels, tokens, strict=True)))
@@ -142,7 +142,7 @@ async def answer_length(address: str, ca: bytes) -> int:
     async with grpc.aio.secure_channel(address, credentials, options=options) as channel:
         stream = channel.stream_stream(ADS, request_serializer=DiscoveryRequest.SerializeToString, response_deserializer=bytes)
         call = stream(metadata=(("authorization", "Bearer bench-warm-up"),), timeout=CALL_SECONDS)
-        await call.write(syncz_request("istio-system", None))
+        await call.write(syncz_request("istio-system"))
         await call.done_writing()
         raw = await call.read()
         return len(raw)

@@ -21,7 +21,7 @@ from kubectl_istio_remote.aggregator.queries import syncz_request
 ROUNDS = 5
 HOLD_SECONDS = 2.0
 CALL_SECONDS = 120.0
-SYNCZ = syncz_request("istio-system", None)
+SYNCZ = syncz_request("istio-system")
 
 
 @dataclass(frozen=True)

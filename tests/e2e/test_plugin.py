@@ -169,7 +169,7 @@ def test_the_documented_rbac_example_is_enough_for_both_modes(sandbox: Sandbox) 
 
 
 def test_proxy_status_of_one_pod_shows_istioctls_comparison(sandbox: Sandbox) -> None:
-    pod = sandbox.proxies_of(len(sandbox.istiods) - 1)[-1]
+    pod = [proxy for proxy in sandbox.proxies_of(len(sandbox.istiods) - 1) if proxy in sandbox.proxies_in("remote")][-1]
     result = sandbox.run("kubectl", "istio-remote", "proxy-status", pod, *CLUSTERS)
     assert result.returncode == 0, result.stderr
     assert "Clusters Match" in result.stdout and "Listeners Match" in result.stdout, result.stdout

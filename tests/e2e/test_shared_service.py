@@ -125,7 +125,7 @@ class Load:
         started = time.monotonic()
         connection = dataclasses.replace(self.connection, token=self.token)
         try:
-            replies = asyncio.run(ask(connection, [syncz_request(self.namespace, None)], CALL_SECONDS))
+            replies = asyncio.run(ask(connection, [syncz_request(self.namespace)], CALL_SECONDS))
         except grpc.aio.AioRpcError as error:
             kind = "retryable" if error.code() in RETRYABLE else "error"
             return Outcome(started, time.monotonic(), kind, f"{error.code().name}: {error.details()}")

@@ -34,7 +34,9 @@ class MeshCluster:
     namespace: str
 
 
-MESH_CLUSTERS = (MeshCluster("remote", "sample"), MeshCluster("remote-2", "sample-2"))
+#: No proxy ID may contain another: istiod finds a proxy's connection by substring (debug.go, getProxyConnection), so
+#: a config dump of `sleep-0.sample` could be `sleep-0.sample-2`'s.
+MESH_CLUSTERS = (MeshCluster("remote", "sample"), MeshCluster("remote-2", "demo"))
 CONFIG_CLUSTER = MESH_CLUSTERS[0]
 
 
