@@ -36,7 +36,7 @@ def command(ctx: click.Context, istioctl_path: str | None) -> int:
     checks += [(granted, f"may {need.description}") for need, granted in zip(needs, permissions.check(needs), strict=True)]
     if settings.shared is not None:
         token = istioctl_token_soon(settings.mesh, settings.istio_namespace)
-        checks += shared_checks(settings.shared, token, settings.istio_namespace, SESSION_TIMEOUT_SECONDS)
+        checks += shared_checks(settings.shared, token, settings.istio_namespace, SESSION_TIMEOUT_SECONDS, settings.cluster_id)
     else:
         try:
             pods = find_istiods(settings).pods

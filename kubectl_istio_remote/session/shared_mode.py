@@ -7,6 +7,7 @@ certificate is verified: against the CA the mesh cluster advertises, else the sy
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 import ssl
@@ -161,8 +162,11 @@ def connection_problem(shared: Advertisement, timeout: float) -> tuple[str, str]
         return f"is unreachable: {error.strerror or error or type(error).__name__}", UNREACHABLE_FIX
 
 
-def shared_checks(shared: Advertisement, token: Callable[[], str], istio_namespace: str, timeout: float) -> list[tuple[bool, str]]:
-    """doctor's checklist for the shared path: reachable, healthy, its certificate valid, every replica answering."""
+def shared_checks(
+    shared: Advertisement, token: Callable[[], str], istio_namespace: str, timeout: float, cluster_id: str = ""
+) -> list[tuple[bool, str]]:
+    """doctor's checklist for the shared path: reachable, healthy, its certificate valid, every replica answering the
+    token as a caller of the mesh cluster `cluster_id` ("": istiod's config cluster)."""
     from kubectl_istio_remote.aggregator.queries import fetch
     from kubectl_istio_remote.errors import UserError
 
@@ -176,9 +180,11 @@ def shared_checks(shared: Advertisement, token: Callable[[], str], istio_namespa
         io.close()
     checks.append((True, f"it answers healthy, its certificate verified for {shared.verified_name!r} against {shared.trusted}"))
     try:
-        syncz = fetch(connection_to(shared), token(), istio_namespace, None, timeout)
+        syncz = fetch(dataclasses.replace(connection_to(shared), cluster_id=cluster_id), token(), istio_namespace, None, timeout)
     except UserError as error:
         return [*checks, (False, f"it does not answer a proxy-status request: {error.one_line()}")]
+    if cluster_id:
+        checks.append((True, f"the mesh cluster is named to istiod as Istio cluster {cluster_id}"))
     answering = ", ".join(name for name, _ in syncz.sources) or "none"
     checks.append((not syncz.failed and bool(syncz.sources), f"istiod replicas answering: {answering} ({len(syncz.statuses)} proxies)"))
     checks += [

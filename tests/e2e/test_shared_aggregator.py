@@ -102,16 +102,21 @@ def requests_of_the_mesh_user() -> Iterator[dict[str, set[tuple[str, str, str]]]
                 asked[cluster].add((event["verb"], ref.get("resource", ""), ref.get("subresource", "")))
 
 
+def every_way_of(sandbox: Sandbox, user: list[str]) -> dict[str, subprocess.CompletedProcess[str]]:
+    """A mesh user's proxy-status in auto and shared mode, through istioctl and natively, and istioctl in a shell."""
+    return {
+        "auto, istioctl": sandbox.run("kubectl-istio_remote", "proxy-status", *user),
+        "auto, native": sandbox.run("kubectl-istio_remote", "proxy-status", *user, "--native"),
+        "shared, istioctl": sandbox.run("kubectl-istio_remote", "proxy-status", *user, "--mode", "shared"),
+        "shared, native": sandbox.run("kubectl-istio_remote", "proxy-status", *user, "--mode", "shared", "--native"),
+        "shell": sandbox.run("kubectl-istio_remote", "shell", *user, "--", "istioctl", "proxy-status", *user),
+    }
+
+
 def test_the_mesh_user_sees_every_proxy_and_asks_the_control_plane_nothing(sandbox: Sandbox, shared: Shared) -> None:
     """Auto mode finds the advertisement; shared mode is asked for; natively, through istioctl, and in a shell."""
     with requests_of_the_mesh_user() as asked:
-        runs = {
-            "auto, istioctl": sandbox.run("kubectl-istio_remote", "proxy-status", *MESH_USER),
-            "auto, native": sandbox.run("kubectl-istio_remote", "proxy-status", *MESH_USER, "--native"),
-            "shared, istioctl": sandbox.run("kubectl-istio_remote", "proxy-status", *MESH_USER, "--mode", "shared"),
-            "shared, native": sandbox.run("kubectl-istio_remote", "proxy-status", *MESH_USER, "--mode", "shared", "--native"),
-            "shell": sandbox.run("kubectl-istio_remote", "shell", *MESH_USER, "--", "istioctl", "proxy-status", *MESH_USER),
-        }
+        runs = every_way_of(sandbox, MESH_USER)
         version = sandbox.run("kubectl-istio_remote", "version", "--remote", *MESH_USER, "-o", "json")
         doctor = sandbox.run("kubectl-istio_remote", "doctor", *MESH_USER)
     for name, result in runs.items():
@@ -136,21 +141,18 @@ def test_a_mesh_user_of_the_second_cluster_sees_both_clusters(sandbox: Sandbox, 
     from tests.e2e.test_mesh_clusters import clusters_of, every_cluster
 
     user = ["--context", "remote-2-limited"]
-    runs = {
-        "auto": sandbox.run("kubectl-istio_remote", "proxy-status", *user),
-        "auto, native": sandbox.run("kubectl-istio_remote", "proxy-status", *user, "--native"),
-        "shared": sandbox.run("kubectl-istio_remote", "proxy-status", *user, "--mode", "shared"),
-        "shared, native": sandbox.run("kubectl-istio_remote", "proxy-status", *user, "--mode", "shared", "--native"),
-        "shell": sandbox.run("kubectl-istio_remote", "shell", *user, "--", "istioctl", "proxy-status", *user),
-    }
+    runs = every_way_of(sandbox, user)
     for name, result in runs.items():
         assert result.returncode == 0, f"{name}: {result.stderr}"
         assert clusters_of(result.stdout) == every_cluster(sandbox), f"{name}: {result.stdout}"
-    for name in ("auto", "shared", "shell"):  # istioctl's table: one control plane, not our replica names
+    for name in ("auto, istioctl", "shared, istioctl", "shell"):  # istioctl's table: one control plane, not our replica names
         assert {line.split()[2] for line in runs[name].stdout.splitlines()[1:]} == {"<external>"}, runs[name].stdout
     version = sandbox.run("kubectl-istio_remote", "version", "--remote", *user, "-o", "json")
     assert version.returncode == 0, version.stderr
     assert sum(row["proxies"] for row in json.loads(version.stdout)["dataPlane"]) == len(sandbox.proxies)
+    doctor = sandbox.run("kubectl-istio_remote", "doctor", *user)
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "the mesh cluster is named to istiod as Istio cluster remote-2" in doctor.stdout, doctor.stdout
 
 
 def test_a_failed_replica_is_named_the_others_shown_and_the_exit_is_not_zero(sandbox: Sandbox, shared: Shared) -> None:
