@@ -87,6 +87,16 @@ async def test_calls_of_one_token_for_different_clusters_never_share(mesh_factor
         assert sorted(seen["clusterid"] for seen in istiod.seen_metadata) == ["remote-0", "remote-1"]
 
 
+async def test_a_replica_silent_past_the_callers_deadline_is_named_and_the_others_answer(mesh_factory) -> None:
+    """A deleted istiod pod whose connection hangs: the caller's deadline (here 2 s) comes before --istiod-timeout
+    (30 s); the caller gets the others' proxies with that replica named, not its own DEADLINE_EXCEEDED."""
+    mesh = await mesh_factory(replicas(3), istiod_timeout=30)
+    mesh.istiods[1].delay = 10
+    replies = await mesh.ask(syncz(), timeout=2)
+    assert sorted(proxy_ids(replies)) == sorted(p for i in (0, 2) for p in mesh.istiods[i].proxies)
+    assert [failure.split(":")[0] for failure in replies.failed] == ["istiod-1"]
+
+
 async def test_no_replica_gets_more_than_its_bound_and_the_line_is_not_its_timeout(mesh_factory) -> None:
     # 12 callers, 2 at a time, 0.3 s each: the last waits ~1.5 s in line, three times --istiod-timeout, and is answered.
     mesh = await mesh_factory(replicas(3, delay=0.3), istiod_max_in_flight=2, istiod_timeout=0.5)

@@ -129,8 +129,15 @@ class FanOut:
             link.queue.leave()
             raise
         started = time.monotonic()
+        # No later than the caller's own deadline: a replica that has not answered by then is named, and the caller
+        # gets the others' answer rather than its deadline.
+        limit = (
+            self._settings.istiod_timeout
+            if deadline is None
+            else min(self._settings.istiod_timeout, deadline - asyncio.get_running_loop().time())
+        )
         try:
-            answer = await link.ask(request, metadata, self._settings.istiod_timeout)
+            answer = await link.ask(request, metadata, max(limit, 0.0))
         except UpstreamFailure as failure:
             self._metrics.replica(name, failure.code.name, time.monotonic() - started)
             raise

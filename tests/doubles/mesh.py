@@ -75,10 +75,10 @@ class Mesh:
         for istiod in self.istiods:
             await istiod.stop()
 
-    async def ask(self, *requests: DiscoveryRequest, token: str | None = TOKEN, cluster_id: str = "") -> Replies:
+    async def ask(self, *requests: DiscoveryRequest, token: str | None = TOKEN, cluster_id: str = "", timeout: float = 30) -> Replies:
         assert self.connection is not None
         connection = dataclasses.replace(self.connection, token=token, cluster_id=cluster_id)
-        return await ask(connection, requests, timeout=30)
+        return await ask(connection, requests, timeout=timeout)
 
 
 def split_address(address: str) -> tuple[str, int]:
