@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from kubectl_istio_remote.aggregator.loop import LoopThread
 from kubectl_istio_remote.aggregator.queries import fetch
 from kubectl_istio_remote.aggregator.serving import Settings
 from kubectl_istio_remote.aggregator.tls import self_signed_pair
@@ -20,7 +21,6 @@ from kubectl_istio_remote.deploy import advertisement
 from kubectl_istio_remote.deploy.advertisement import Advertisement
 from kubectl_istio_remote.errors import UserError
 from kubectl_istio_remote.session.choice import choose_mode
-from kubectl_istio_remote.session.loop import LoopThread
 from kubectl_istio_remote.session.settings import Mode, SessionFlags
 from kubectl_istio_remote.session.shared_mode import SharedMode, check_serving
 from kubectl_istio_remote.status import ExitStatus

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 
 import grpc
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
 
 from kubectl_istio_remote.aggregator.client import Connection, Replies, ask
+from kubectl_istio_remote.aggregator.loop import run
 from kubectl_istio_remote.errors import UnavailableError
 from kubectl_istio_remote.istio import CONTROL_PLANE_ID, DEBUG_TYPE, SYNCZ_TYPE, TOKEN_SERVICE_ACCOUNT
 from kubectl_istio_remote.native.render import proxy_statuses
 from kubectl_istio_remote.native.syncz import Syncz
+
+#: Past the call's own deadline, the loop's answer is waited for this much longer (the call ends itself first).
+RUN_MARGIN_SECONDS = 5.0
 
 
 def syncz_request(istio_namespace: str) -> DiscoveryRequest:
@@ -40,7 +43,7 @@ def debug_request(istio_namespace: str, page: str) -> DiscoveryRequest:
 def ask_once(connection: Connection, token: str, request: DiscoveryRequest, timeout: float) -> Replies:
     """One request through the aggregator, as istioctl sends it; an aggregator-level refusal is one line."""
     try:
-        return asyncio.run(ask(dataclasses.replace(connection, token=token), [request], timeout))
+        return run(ask(dataclasses.replace(connection, token=token), [request], timeout), timeout + RUN_MARGIN_SECONDS)
     except grpc.aio.AioRpcError as error:
         hint = ""
         if error.code() is grpc.StatusCode.UNAUTHENTICATED:

@@ -6,8 +6,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from kubectl_istio_remote.aggregator.loop import LoopThread
 from kubectl_istio_remote.errors import DeadlineError
-from kubectl_istio_remote.session.loop import LoopThread
 
 if TYPE_CHECKING:
     from kubectl_istio_remote.aggregator.client import Connection

@@ -8,9 +8,9 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from kubectl_istio_remote.aggregator.loop import LoopThread
 from kubectl_istio_remote.console import Console
 from kubectl_istio_remote.errors import UserError
-from kubectl_istio_remote.session.loop import LoopThread
 from kubectl_istio_remote.session.modes import SessionMode
 from kubectl_istio_remote.session.preflight import Preflight, check_before_creating
 from kubectl_istio_remote.session.settings import Mode, SessionSettings

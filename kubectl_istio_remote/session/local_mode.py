@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from kubectl_istio_remote.aggregator.loop import LoopThread
 from kubectl_istio_remote.console import Console
 from kubectl_istio_remote.session.health import left, wait_healthy
 from kubectl_istio_remote.session.istiods import Istiods
-from kubectl_istio_remote.session.loop import LoopThread
 from kubectl_istio_remote.session.settings import SessionSettings
 
 if TYPE_CHECKING:

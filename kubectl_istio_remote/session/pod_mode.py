@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
+from kubectl_istio_remote.aggregator.loop import LoopThread
 from kubectl_istio_remote.concurrency import outcomes_of
 from kubectl_istio_remote.console import Console
 from kubectl_istio_remote.deploy.workload import AGGREGATOR_PORT, SessionPod, session_pod_objects, session_serve_args
@@ -26,7 +27,6 @@ from kubectl_istio_remote.kube.records import Pod
 from kubectl_istio_remote.kube.removal import ObjectRef, delete_objects
 from kubectl_istio_remote.relay import Relay, Target, free_port
 from kubectl_istio_remote.session.health import wait_healthy
-from kubectl_istio_remote.session.loop import LoopThread
 from kubectl_istio_remote.session.readiness import pod_ready
 from kubectl_istio_remote.session.settings import SessionSettings
 from kubectl_istio_remote.signals import raise_pending, signals_held

@@ -14,11 +14,11 @@ import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from kubectl_istio_remote.aggregator.loop import LoopThread
 from kubectl_istio_remote.deploy.advertisement import Advertisement
 from kubectl_istio_remote.errors import UnavailableError
 from kubectl_istio_remote.relay import Relay, TcpDialer, verified_tls
 from kubectl_istio_remote.session.health import CHECK_SECONDS, left
-from kubectl_istio_remote.session.loop import LoopThread
 
 if TYPE_CHECKING:
     from kubectl_istio_remote.aggregator.client import Connection

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from kubectl_istio_remote import machine
+from kubectl_istio_remote.aggregator.loop import LoopThread
 from kubectl_istio_remote.deploy.advertisement import Advertisement
 from kubectl_istio_remote.kube.cluster import Cluster
 from kubectl_istio_remote.relay import Relay, TcpDialer, verified_tls
-from kubectl_istio_remote.session.loop import LoopThread
 from kubectl_istio_remote.session.token import istioctl_token_soon
 
 if TYPE_CHECKING:
