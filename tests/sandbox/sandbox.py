@@ -87,6 +87,12 @@ def exports() -> dict[str, str]:
 
 
 def process_environment() -> dict[str, str]:
-    """This process's environment as a sandbox user's shell would have it after `env`."""
+    """This process's environment as a sandbox user's shell would have it after `env`; a plugin that crashes in C code
+    prints every thread's Python stack (PYTHONFAULTHANDLER), which a bare `double free` line does not say."""
     values = exports()
-    return {**os.environ, "KUBECONFIG": values["KUBECONFIG"], "PATH": f"{values['PATH']}:{os.environ['PATH']}"}
+    return {
+        **os.environ,
+        "KUBECONFIG": values["KUBECONFIG"],
+        "PATH": f"{values['PATH']}:{os.environ['PATH']}",
+        "PYTHONFAULTHANDLER": "1",
+    }
