@@ -155,7 +155,6 @@ def serve() -> Iterator[Callable[[Sequence[str]], tuple[Mesh, bytes]]]:
     finally:
         for mesh in started:
             loop.run(mesh.stop(), 30)
-        loop.close()
 
 
 def shared_at(mesh: Mesh, ca: bytes, server_name: str = "") -> Advertisement:
@@ -166,15 +165,12 @@ def shared_at(mesh: Mesh, ca: bytes, server_name: str = "") -> Advertisement:
 def test_the_certificate_is_verified_for_the_advertised_name(serve: Callable[[Sequence[str]], tuple[Mesh, bytes]]) -> None:
     mesh, ca = serve([])
     loop = LoopThread()
-    try:
-        check_serving(loop, shared_at(mesh, ca, server_name=NAME), 5)
-        with pytest.raises(UserError) as mismatch:
-            check_serving(loop, shared_at(mesh, ca), 5)
-        _, other_ca = self_signed_pair([NAME], [])
-        with pytest.raises(UserError) as unknown_ca:
-            check_serving(loop, shared_at(mesh, other_ca, server_name=NAME), 5)
-    finally:
-        loop.close()
+    check_serving(loop, shared_at(mesh, ca, server_name=NAME), 5)
+    with pytest.raises(UserError) as mismatch:
+        check_serving(loop, shared_at(mesh, ca), 5)
+    _, other_ca = self_signed_pair([NAME], [])
+    with pytest.raises(UserError) as unknown_ca:
+        check_serving(loop, shared_at(mesh, other_ca, server_name=NAME), 5)
     address = shared_at(mesh, ca).address
     assert str(mismatch.value).startswith(
         f"the shared aggregator at {address} (the test) presented a certificate that does not verify against the advertised CA "
@@ -187,11 +183,8 @@ def test_the_certificate_is_verified_for_the_advertised_name(serve: Callable[[Se
 def test_an_unreachable_aggregator_is_one_line_with_the_operators_fix() -> None:
     address = free_dead_address()
     loop = LoopThread()
-    try:
-        with pytest.raises(UserError) as raised:
-            check_serving(loop, Advertisement(NAMESPACE, address, source="the test"), 5)
-    finally:
-        loop.close()
+    with pytest.raises(UserError) as raised:
+        check_serving(loop, Advertisement(NAMESPACE, address, source="the test"), 5)
     assert raised.value.exit_status == ExitStatus.UNAVAILABLE
     assert raised.value.one_line() == (
         f"the shared aggregator at {address} (the test) is unreachable: Connection refused; the operator's fix: the ConfigMap's "
@@ -276,24 +269,21 @@ def test_istioctl_reaches_the_shared_aggregator_only_through_a_relay_that_verifi
     mesh, ca = serve([])
     _, other_ca = self_signed_pair([NAME], [])
     io = LoopThread()
-    try:
-        verified = SharedMode(shared_at(mesh, ca, server_name=NAME), io, checked=False, relayed=True, cluster_id=cluster_id)
-        connection = verified.open(time.monotonic() + 10)
-        assert connection.address.startswith("127.0.0.1:") and connection.tls and not connection.verify
-        syncz = fetch(connection, TOKEN, NAMESPACE, None, 10)
-        assert {status.istiod for status in syncz.statuses} == {istiod.name for istiod in mesh.istiods}
-        seen = [istiod.seen_metadata[-1] for istiod in mesh.istiods]
-        assert all(metadata["authorization"] == f"Bearer {TOKEN}" for metadata in seen)
-        assert [metadata.get("clusterid", "") for metadata in seen] == [cluster_id] * len(seen)
-        verified.close(time.monotonic() + 5, lambda: False)
-        asked = sum(len(istiod.seen_requests) for istiod in mesh.istiods)
-        impostor = SharedMode(shared_at(mesh, other_ca, server_name=NAME), io, checked=False, relayed=True, cluster_id=cluster_id)
-        with pytest.raises(UserError):
-            fetch(impostor.open(time.monotonic() + 10), TOKEN, NAMESPACE, None, 10)
-        impostor.close(time.monotonic() + 5, lambda: False)
-        assert sum(len(istiod.seen_requests) for istiod in mesh.istiods) == asked
-    finally:
-        io.close()
+    verified = SharedMode(shared_at(mesh, ca, server_name=NAME), io, checked=False, relayed=True, cluster_id=cluster_id)
+    connection = verified.open(time.monotonic() + 10)
+    assert connection.address.startswith("127.0.0.1:") and connection.tls and not connection.verify
+    syncz = fetch(connection, TOKEN, NAMESPACE, None, 10)
+    assert {status.istiod for status in syncz.statuses} == {istiod.name for istiod in mesh.istiods}
+    seen = [istiod.seen_metadata[-1] for istiod in mesh.istiods]
+    assert all(metadata["authorization"] == f"Bearer {TOKEN}" for metadata in seen)
+    assert [metadata.get("clusterid", "") for metadata in seen] == [cluster_id] * len(seen)
+    verified.close(time.monotonic() + 5, lambda: False)
+    asked = sum(len(istiod.seen_requests) for istiod in mesh.istiods)
+    impostor = SharedMode(shared_at(mesh, other_ca, server_name=NAME), io, checked=False, relayed=True, cluster_id=cluster_id)
+    with pytest.raises(UserError):
+        fetch(impostor.open(time.monotonic() + 10), TOKEN, NAMESPACE, None, 10)
+    impostor.close(time.monotonic() + 5, lambda: False)
+    assert sum(len(istiod.seen_requests) for istiod in mesh.istiods) == asked
 
 
 def test_the_cluster_naming_pass_through_carries_the_health_check_and_istiods_refusal(
@@ -303,12 +293,9 @@ def test_the_cluster_naming_pass_through_carries_the_health_check_and_istiods_re
     for istiod in mesh.istiods:
         istiod.behaviour = "refuse"
     io = LoopThread()
-    try:
-        session = SharedMode(shared_at(mesh, ca, server_name=NAME), io, checked=True, relayed=True, cluster_id="remote-2")
-        connection = session.open(time.monotonic() + 10)  # the health check went through it
-        with pytest.raises(UserError) as refused:
-            fetch(connection, TOKEN, NAMESPACE, None, 10)
-        assert refused.value.one_line().startswith("istiod answered UNAUTHENTICATED: ")
-        session.close(time.monotonic() + 5, lambda: False)
-    finally:
-        io.close()
+    session = SharedMode(shared_at(mesh, ca, server_name=NAME), io, checked=True, relayed=True, cluster_id="remote-2")
+    connection = session.open(time.monotonic() + 10)  # the health check went through it
+    with pytest.raises(UserError) as refused:
+        fetch(connection, TOKEN, NAMESPACE, None, 10)
+    assert refused.value.one_line().startswith("istiod answered UNAUTHENTICATED: ")
+    session.close(time.monotonic() + 5, lambda: False)

@@ -1,7 +1,7 @@
 """Calls in flight: identical ones share one fan-out, and each is let in only if the memory budget has room.
 
-Identical means the same authorization header and cluster ID and the same request (page, resource
-names, node): istiod checks every token itself, so calls with different tokens never share an answer. A
+Identical means the same metadata passed on to istiod (the authorization header and cluster ID)
+and the same request (page, resource names, node): istiod checks every token itself, so calls with different tokens never share an answer. A
 caller that goes away stops waiting; the fan-out goes on while another caller shares it, and is
 cancelled when none is left.
 """
@@ -17,14 +17,9 @@ from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
 from kubectl_istio_remote.aggregator.fanout import FanOut, Merged
 from kubectl_istio_remote.aggregator.load import Budget, Hold
 from kubectl_istio_remote.aggregator.metrics import Metrics, page_class
-from kubectl_istio_remote.istio import CLUSTER_ID_METADATA
 
-
-def caller_identity(metadata: Sequence[tuple[str, str]]) -> str:
-    """Who istiod will take the caller for: its token and the cluster it is reviewed in."""
-    return "\n".join(value for name, value in sorted(metadata) if name in ("authorization", CLUSTER_ID_METADATA))
-
-
+#: (what istiod sees of the caller, the request's bytes): calls of one key share a fan-out.
+CallKey = tuple[tuple[tuple[str, str], ...], bytes]
 #: A place in line is given up this long before the caller's deadline, so the caller reads why, not a bare deadline.
 DEADLINE_MARGIN_SECONDS = 0.2
 
@@ -67,16 +62,17 @@ class Calls:
         self._budget = budget
         self._metrics = metrics
         self._max_queue_seconds = max_queue_seconds
-        self._in_flight: dict[tuple[str, bytes], Call] = {}
+        self._in_flight: dict[CallKey, Call] = {}
 
     async def answer(
         self, request: DiscoveryRequest, metadata: Sequence[tuple[str, str]], remaining: float | None
     ) -> tuple[Merged, Caller]:
         """The merged answer and this caller's part (`done()` once it is sent); raises Overloaded or AggregationError.
 
+        `metadata` is what goes on to istiod (server.forwarded_metadata), so it is also who istiod takes the caller for;
         `remaining` is the caller's own deadline, in seconds from now (None: it gave none).
         """
-        key = (caller_identity(metadata), request.SerializeToString(deterministic=True))
+        key = (tuple(sorted(metadata)), request.SerializeToString(deterministic=True))
         page = page_class(request)
         call = self._in_flight.get(key)
         wait = self._max_queue_seconds if remaining is None else min(self._max_queue_seconds, remaining - DEADLINE_MARGIN_SECONDS)
@@ -105,7 +101,7 @@ class Calls:
         caller.sending.holding(len(merged.raw))
         return merged, caller
 
-    def _forget(self, key: tuple[str, bytes], call: Call) -> None:
+    def _forget(self, key: CallKey, call: Call) -> None:
         """A finished fan-out takes no new callers: a later identical call asks istiod afresh."""
         if self._in_flight.get(key) is call:
             del self._in_flight[key]

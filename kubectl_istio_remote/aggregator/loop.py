@@ -34,8 +34,8 @@ def _shared_loop() -> asyncio.AbstractEventLoop:
 
 
 class LoopThread:
-    """A handle on the shared loop. What runs there is ended by whoever started it (a relay's close, the aggregator's
-    stop); a call given up on (its timeout, a signal) is cancelled."""
+    """A handle on the shared loop; there is nothing to close. What runs there is ended by whoever started it (a
+    relay's close, the aggregator's stop); a call given up on (its timeout, a signal) is cancelled."""
 
     def __init__(self) -> None:
         self.loop = _shared_loop()
@@ -47,9 +47,6 @@ class LoopThread:
         except BaseException:
             future.cancel()
             raise
-
-    def close(self) -> None:
-        """Nothing to stop: the loop serves the process until it exits."""
 
 
 def run(coroutine: Coroutine[Any, Any, T], timeout: float) -> T:

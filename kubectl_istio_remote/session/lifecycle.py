@@ -60,12 +60,8 @@ def open_session(
     settings = dataclasses.replace(settings, cluster_id=preflight.cluster_id or settings.cluster_id)
     io = LoopThread()
     in_flight: BaseException | None = None
-    try:
-        checked = istioctl is not None if check_first is None else check_first
-        session = make_mode(settings, io, console, preflight, checked=checked, relayed=istioctl is not None)
-    except BaseException:
-        io.close()
-        raise
+    checked = istioctl is not None if check_first is None else check_first
+    session = make_mode(settings, io, console, preflight, checked=checked, relayed=istioctl is not None)
     try:
         # Sent by the native commands themselves: a shared aggregator serves users of every mesh cluster.
         connection = dataclasses.replace(session.open(deadline), cluster_id=settings.cluster_id)
@@ -85,7 +81,5 @@ def open_session(
                 if in_flight is None and not received:
                     raise
                 console.error(error.one_line())
-            finally:
-                io.close()
         if received and in_flight is None:
             raise Interrupted(received[0])

@@ -135,11 +135,7 @@ def check_serving(io: LoopThread, shared: Advertisement, timeout: float, *, thro
 
 def explain_failure(shared: Advertisement, timeout: float) -> None:
     """After a call to the aggregator failed: raise why, in the words of TLS and TCP, when a health check finds it."""
-    io = LoopThread()
-    try:
-        check_serving(io, shared, timeout)
-    finally:
-        io.close()
+    check_serving(LoopThread(), shared, timeout)
 
 
 def connection_problem(shared: Advertisement, timeout: float) -> tuple[str, str]:
@@ -171,13 +167,10 @@ def shared_checks(
     from kubectl_istio_remote.errors import UserError
 
     checks = [(True, f"shared aggregator advertised: {shared.address} ({shared.source})")]
-    io = LoopThread()
     try:
-        check_serving(io, shared, timeout)
+        check_serving(LoopThread(), shared, timeout)
     except UserError as error:
         return [*checks, (False, str(error))]
-    finally:
-        io.close()
     checks.append((True, f"it answers healthy, its certificate verified for {shared.verified_name!r} against {shared.trusted}"))
     try:
         syncz = fetch(dataclasses.replace(connection_to(shared), cluster_id=cluster_id), token(), istio_namespace, None, timeout)

@@ -55,7 +55,6 @@ class WarmStart:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._io.run(self._relay.close(), CLOSE_SECONDS)
-        self._io.close()
 
 
 def begin(mesh: Cluster, places: list[str]) -> WarmStart | None:
