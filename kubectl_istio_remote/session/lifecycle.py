@@ -57,7 +57,7 @@ def open_session(
     """
     deadline = time.monotonic() + settings.timeout
     preflight = check_before_creating(settings, console, istioctl)
-    settings = dataclasses.replace(settings, cluster_id=preflight.cluster_id or settings.cluster_id)
+    settings = dataclasses.replace(settings, cluster_id=preflight.cluster_id)
     io = LoopThread()
     in_flight: BaseException | None = None
     checked = istioctl is not None if check_first is None else check_first

@@ -30,7 +30,8 @@ class Preflight:
     istiods: Istiods | None
     #: Who the API server says we are (pod mode only; "" otherwise).
     user: str
-    #: The mesh cluster's Istio cluster ID: --cluster-id, else what its injection webhook names ("": none).
+    #: The mesh cluster's Istio cluster ID: --cluster-id or the advertisement's, else what its injection webhook names
+    #: ("": none).
     cluster_id: str = ""
 
 
@@ -42,7 +43,7 @@ def check_before_creating(settings: SessionSettings, console: Console, istioctl:
         # (which verb, on what, for whom) a round trip sooner. istioctl's own refusal would not be as clear.
         if istioctl is not None:
             permissions.refuse_missing(needs, permissions.check(needs))
-        return Preflight(None, "")
+        return Preflight(None, "", settings.cluster_id)
     external, namespace = settings.external, settings.istio_namespace
     calls: list[Callable[[], Any]] = [
         lambda: find_istiods(settings),
